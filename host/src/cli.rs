@@ -1,0 +1,125 @@
+//! The command line: clap definitions (their doc comments are the `--help`) and one function
+//! per command. The only place that prints errors and decides exit codes.
+
+mod plugin;
+
+use std::fmt::Write as _;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::exit::{EXIT_CODES_HELP, Outcome};
+
+/// tagship walks a tagged release through its stages: lock, migrations, server-side apply,
+/// rollout, health checks, rollback, gates and notifications. Checks and notifiers are
+/// sandboxed WebAssembly component plugins.
+#[derive(Debug, Parser)]
+#[command(name = "tagship", version, after_help = EXIT_CODES_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). `TAGSHIP_LOG` (a tracing filter) overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How a command prints state on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// tagship's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tools for plugin authors: inspect a plugin, or run it once in the sandbox.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Sets up logging to stderr.
+pub fn init_logging(cli: &Cli) {
+    let default = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAGSHIP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,tagship={default}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}
+
+/// Runs a command to its outcome, printing any error with its causes and a hint.
+pub async fn run(cli: Cli) -> Outcome {
+    let result = match cli.command {
+        Command::Plugin(command) => plugin::run(command).await,
+    };
+    result.unwrap_or_else(|error| {
+        report_error(&error.error);
+        error.outcome
+    })
+}
+
+/// An error on its way out of a command, with the exit outcome it means.
+#[derive(Debug)]
+pub struct CommandError {
+    error: anyhow::Error,
+    outcome: Outcome,
+}
+
+impl CommandError {
+    /// An error that exits with `outcome`.
+    pub fn new(outcome: Outcome, error: impl Into<anyhow::Error>) -> Self {
+        CommandError {
+            error: error.into(),
+            outcome,
+        }
+    }
+
+    /// A usage error (exit 2).
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(Outcome::Usage, error)
+    }
+}
+
+fn report_error(error: &anyhow::Error) {
+    let mut text = format!("error: {error}");
+    for cause in error.chain().skip(1) {
+        let _ = write!(text, "\n  caused by: {cause}");
+    }
+    if let Some(hint) = error.chain().find_map(hint_for) {
+        let _ = write!(text, "\nhint: {hint}");
+    }
+    crate::report::stderr_line(&text);
+}
+
+fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use crate::plugins::PluginError;
+    match cause.downcast_ref::<PluginError>()? {
+        PluginError::CpuLimit { .. } | PluginError::MemoryLimit { .. } | PluginError::WallTimeout { .. } => {
+            Some("raise the plugin's limit in tagship.toml ([plugins.NAME.limits]) if the work is legitimate".into())
+        }
+        PluginError::UnknownBuiltin { .. } => Some("use `builtin:NAME` with a name listed above, or a path to a .wasm file".into()),
+        PluginError::IncompatibleApi { .. } => Some("`tagship plugin inspect FILE` shows the API version a plugin was built against".into()),
+        _ => None,
+    }
+}

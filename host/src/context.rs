@@ -1,0 +1,137 @@
+//! The deploy context: what is deployed, where, and what runs there now.
+//!
+//! This is the runner's own, serde-friendly form. Plugins receive it converted to the WIT type
+//! `tagship:plugin/types.deploy-context`; `tagship plugin run --input` reads it as JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// The live version of one container of one workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadVersion {
+    /// Kubeconfig context (cluster).
+    #[serde(default)]
+    pub cluster: String,
+    /// Namespace.
+    #[serde(default)]
+    pub namespace: String,
+    /// Deployment name.
+    pub workload: String,
+    /// Container name.
+    pub container: String,
+    /// Full image reference.
+    pub image: String,
+    /// Component version carried by the image, when known.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// What is being deployed, where, and what runs there now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployContext {
+    /// The component, e.g. `registry`.
+    pub component: String,
+    /// The target version, e.g. `v3.1.0`.
+    pub version: String,
+    /// The version live before this deploy.
+    #[serde(default)]
+    pub previous_version: Option<String>,
+    /// The stage, e.g. `gstg-cny`.
+    pub stage: String,
+    /// The stage's environment, e.g. `gstg`.
+    pub environment: String,
+    /// The CI pipeline running the deploy.
+    #[serde(default)]
+    pub pipeline_url: Option<String>,
+    /// Live versions of each workload of the stage.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadVersion>,
+    /// The application's version (for compat checks).
+    #[serde(default)]
+    pub app_version: Option<String>,
+}
+
+/// The shape of the deploy context, for `--help` texts.
+pub const DEPLOY_CONTEXT_HELP: &str = r#"The input is the deploy context as JSON:
+  {"component": "registry", "version": "v3.1.0", "stage": "gstg-cny", "environment": "gstg",
+   "previous_version": "v3.0.0",            (optional)
+   "pipeline_url": "https://...",           (optional)
+   "app_version": "v17.5.0",                (optional; compat checks use it)
+   "workloads": [{"cluster": "gstg", "namespace": "gitlab", "workload": "registry",
+                  "container": "registry", "image": "reg/registry:v3.0.0-gitlab",
+                  "version": "v3.0.0"}]}     (optional)"#;
+
+/// The kinds of deploy events notifiers receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A deploy run started.
+    DeployStarted,
+    /// Every stage of the run finished successfully.
+    DeploySucceeded,
+    /// The run failed.
+    DeployFailed,
+    /// Work on a stage started.
+    StageStarted,
+    /// A stage finished successfully.
+    StageSucceeded,
+    /// A stage failed.
+    StageFailed,
+    /// The run stopped before a manual stage.
+    AwaitingApproval,
+    /// A rollback started.
+    RollbackStarted,
+    /// The previous version serves again.
+    RollbackSucceeded,
+    /// The rollback did not complete.
+    RollbackFailed,
+    /// The rollback was refused.
+    RollbackRefused,
+    /// A pre-check blocked the stage.
+    CheckBlocked,
+    /// The run waits for the lock.
+    LockWaiting,
+    /// A test event (`tagship plugin run` on a notifier).
+    Test,
+}
+
+/// One deploy event, as notifiers receive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// Identifies the deploy run.
+    pub deploy_id: String,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    /// The context at that moment.
+    pub context: DeployContext,
+    /// A one-line human summary.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimal_context_parses_with_every_optional_field_empty() {
+        let ctx: DeployContext = serde_json::from_str(
+            r#"{"component":"registry","version":"v3.1.0","stage":"gstg-cny","environment":"gstg"}"#,
+        )
+        .unwrap();
+        assert_eq!(ctx.stage, "gstg-cny");
+        assert!(ctx.workloads.is_empty());
+        assert_eq!(ctx.app_version, None);
+    }
+
+    #[test]
+    fn an_unknown_field_is_rejected_by_name() {
+        let err = serde_json::from_str::<DeployContext>(
+            r#"{"component":"r","version":"v1","stage":"s","environment":"e","stag":"x"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `stag`"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! tagship: a self-service deployment runner.
+//!
+//! The library holds everything the `tagship` binary does; `main.rs` only parses arguments and
+//! maps the outcome to an exit code. Data flows one way: [`cli`] → [`plugins`] (and, as they land,
+//! configuration, lifecycle, cluster and report modules). Adapters never call back into the CLI.
+
+pub mod cli;
+pub mod context;
+pub mod exit;
+pub mod plugins;
+pub mod report;
+pub mod verdict;

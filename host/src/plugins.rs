@@ -1,0 +1,722 @@
+//! The WebAssembly component host: loads plugins and runs each call in a fresh sandbox.
+//!
+//! A plugin is loaded once ([`PluginHost::load`]): its bytes are read (or taken from the
+//! embedded built-ins), its kind and API version are read from its exports, it is compiled (or
+//! taken from the on-disk cache) and pre-instantiated against the sandbox's imports. Each call
+//! then gets a new store from that pre-instance, with the plugin's limits, and is thrown away.
+//!
+//! Architecture invariant: this module knows nothing of deploys; it answers "what does this
+//! plugin say about this context" and nothing else. It never panics on plugin behaviour: every
+//! trap, limit breach and refusal becomes a [`PluginError`] naming the plugin.
+
+mod bindings;
+mod builtin;
+mod engine;
+mod error;
+mod grants;
+mod http;
+mod limits;
+mod redact;
+mod sandbox;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+pub use builtin::builtin_names;
+pub use error::PluginError;
+pub use grants::{Denial, Grants, HostGrant};
+pub use limits::Limits;
+pub use redact::Redactor;
+
+use bindings::{compat, health, notifier, wit_types};
+use sandbox::{PluginEnv, State};
+
+use crate::context::{DeployContext, Event, EventKind, WorkloadVersion};
+use crate::verdict::{CompatReport, HealthReport, HealthStatus};
+
+/// The plugin API version this tagship implements (the WIT package version).
+pub const API_VERSION: &str = "0.1.0";
+
+/// Where a plugin's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A plugin compiled into tagship, named `builtin:NAME`.
+    Builtin(String),
+    /// A `.wasm` component file.
+    File(PathBuf),
+}
+
+impl Source {
+    /// Parses `builtin:NAME` or a path.
+    pub fn parse(text: &str) -> Self {
+        match text.strip_prefix("builtin:") {
+            Some(name) => Source::Builtin(name.to_owned()),
+            None => Source::File(PathBuf::from(text)),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Builtin(name) => write!(f, "builtin:{name}"),
+            Source::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The kind of a plugin, read from the interface it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// World `health-check`, exports `tagship:plugin/health`.
+    HealthCheck,
+    /// World `notifier`, exports `tagship:plugin/notify`.
+    Notifier,
+    /// World `compat-check`, exports `tagship:plugin/compat`.
+    CompatCheck,
+}
+
+impl PluginKind {
+    /// The WIT world name.
+    pub fn world(self) -> &'static str {
+        match self {
+            PluginKind::HealthCheck => "health-check",
+            PluginKind::Notifier => "notifier",
+            PluginKind::CompatCheck => "compat-check",
+        }
+    }
+
+    fn interface(self) -> &'static str {
+        match self {
+            PluginKind::HealthCheck => "health",
+            PluginKind::Notifier => "notify",
+            PluginKind::CompatCheck => "compat",
+        }
+    }
+
+    const ALL: [PluginKind; 3] = [
+        PluginKind::HealthCheck,
+        PluginKind::Notifier,
+        PluginKind::CompatCheck,
+    ];
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+/// How to load one plugin: its name in the configuration, its code, settings, grants, limits.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// The name the plugin is known by (its key in `tagship.toml`), used in every message.
+    pub name: String,
+    /// Its code.
+    pub source: Source,
+    /// Its configuration values (templates with `{{stage}}` etc. are rendered per call).
+    pub config: BTreeMap<String, String>,
+    /// What it may reach and read.
+    pub grants: Grants,
+    /// What it may use.
+    pub limits: Limits,
+}
+
+/// What `tagship plugin inspect` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    /// The source as given.
+    pub source: String,
+    /// The kind read from its exports.
+    pub kind: PluginKind,
+    /// The API version it was built against.
+    pub api_version: String,
+    /// Every import it needs, by name.
+    pub imports: Vec<String>,
+    /// Every export it provides, by name.
+    pub exports: Vec<String>,
+    /// Size of the wasm in bytes.
+    pub size: usize,
+    /// sha256 of the wasm, hex.
+    pub sha256: String,
+}
+
+/// Loads plugins; owns the engine, the linker and the compiled-component caches.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Arc<Linker<State>>,
+    disk: Option<engine::ArtifactCache>,
+    /// Components already compiled in this process, by sha256.
+    compiled: Mutex<HashMap<String, Component>>,
+}
+
+impl fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("disk", &self.disk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// A host using the default on-disk cache (see `TAGSHIP_CACHE_DIR`).
+    pub fn new() -> Result<Self, PluginError> {
+        Self::with_cache_dir(engine::ArtifactCache::default_dir())
+    }
+
+    /// A host caching compiled components in `dir` (`None`: memory only).
+    pub fn with_cache_dir(dir: Option<PathBuf>) -> Result<Self, PluginError> {
+        let engine = engine::shared_engine()
+            .map_err(|reason| PluginError::Instantiate {
+                plugin: "*".into(),
+                reason,
+            })?
+            .clone();
+        let mut linker = Linker::<State>::new(&engine);
+        let link = |r: wasmtime::Result<()>| {
+            r.map_err(|e| PluginError::Instantiate {
+                plugin: "*".into(),
+                reason: format!("linking the sandbox: {e}"),
+            })
+        };
+        link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
+        link(bindings::imports::GuestImports::add_to_linker::<
+            State,
+            HasSelf<State>,
+        >(&mut linker, |s| s))?;
+        Ok(PluginHost {
+            engine,
+            linker: Arc::new(linker),
+            disk: dir.and_then(engine::ArtifactCache::open),
+            compiled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reads a plugin's kind, API version, imports, size and hash without running it.
+    pub fn inspect(&self, source: &Source) -> Result<Inspection, PluginError> {
+        let (wasm, sha256) = read_source(source)?;
+        let component = self.compile(source, &wasm, &sha256)?;
+        let (kind, api_version) = identify(&self.engine, &component, source)?;
+        let ty = component.component_type();
+        Ok(Inspection {
+            source: source.to_string(),
+            kind,
+            api_version,
+            imports: ty
+                .imports(&self.engine)
+                .map(|(name, _)| name.to_owned())
+                .collect(),
+            exports: ty
+                .exports(&self.engine)
+                .map(|(name, _)| name.to_owned())
+                .collect(),
+            size: wasm.len(),
+            sha256,
+        })
+    }
+
+    /// Loads a plugin: checks it is a component of a known world and API version, compiles it
+    /// (or takes it from the cache) and pre-instantiates it.
+    pub fn load(&self, spec: PluginSpec) -> Result<Plugin, PluginError> {
+        let (wasm, sha256) = read_source(&spec.source)?;
+        let component = self.compile(&spec.source, &wasm, &sha256)?;
+        let (kind, _) = identify(&self.engine, &component, &spec.source)?;
+        let link_error = |e: wasmtime::Error| PluginError::Link {
+            plugin: spec.source.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
+        let pre = match kind {
+            PluginKind::HealthCheck => {
+                Pre::Health(health::HealthCheckPre::new(pre).map_err(link_error)?)
+            }
+            PluginKind::Notifier => {
+                Pre::Notifier(notifier::NotifierPre::new(pre).map_err(link_error)?)
+            }
+            PluginKind::CompatCheck => {
+                Pre::Compat(compat::CompatCheckPre::new(pre).map_err(link_error)?)
+            }
+        };
+        if spec.limits.memory_bytes > limits::MAX_MEMORY_BYTES {
+            return Err(PluginError::Settings {
+                plugin: spec.name,
+                reason: format!(
+                    "memory limit is over the maximum of {} MiB",
+                    limits::MAX_MEMORY_BYTES >> 20
+                ),
+            });
+        }
+        let redactor = Redactor::new(spec.grants.secret_values());
+        let http =
+            http::HttpGate::new(spec.grants.clone(), spec.limits.clone()).map_err(|reason| {
+                PluginError::Settings {
+                    plugin: spec.name.clone(),
+                    reason,
+                }
+            })?;
+        Ok(Plugin {
+            env: Arc::new(PluginEnv {
+                name: spec.name,
+                config: spec.config,
+                limits: spec.limits,
+                grants: spec.grants,
+                redactor,
+                http,
+            }),
+            kind,
+            engine: self.engine.clone(),
+            pre,
+        })
+    }
+
+    fn compile(
+        &self,
+        source: &Source,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> Result<Component, PluginError> {
+        let plugin = source.to_string();
+        if !wasm.starts_with(b"\0asm") {
+            return Err(PluginError::NotWasm { plugin });
+        }
+        // Bytes 4..8: version + layer. Layer 0 is a core module, layer 1 a component.
+        if wasm.get(6..8) == Some(&[0, 0]) {
+            return Err(PluginError::CoreModule { plugin });
+        }
+        let mut compiled = self
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(component) = compiled.get(sha256) {
+            return Ok(component.clone());
+        }
+        let result = match &self.disk {
+            Some(cache) => cache.load_or_compile(&self.engine, wasm, sha256),
+            None => Component::new(&self.engine, wasm),
+        };
+        let component = result.map_err(|e| PluginError::Compile {
+            plugin,
+            reason: format!("{e:#}"),
+        })?;
+        compiled.insert(sha256.to_owned(), component.clone());
+        Ok(component)
+    }
+}
+
+fn read_source(source: &Source) -> Result<(std::borrow::Cow<'static, [u8]>, String), PluginError> {
+    let wasm: std::borrow::Cow<'static, [u8]> = match source {
+        Source::Builtin(name) => builtin::bytes(name)
+            .ok_or_else(|| PluginError::UnknownBuiltin {
+                name: name.clone(),
+                known: builtin_names().join(", "),
+            })?
+            .into(),
+        Source::File(path) => std::fs::read(path)
+            .map_err(|source| PluginError::Read {
+                path: path.clone(),
+                source,
+            })?
+            .into(),
+    };
+    let sha256 = hex::encode(Sha256::digest(&wasm));
+    Ok((wasm, sha256))
+}
+
+/// Reads the plugin's kind and API version from its exported interface names, such as
+/// `tagship:plugin/health@0.1.0`.
+fn identify(
+    engine: &Engine,
+    component: &Component,
+    source: &Source,
+) -> Result<(PluginKind, String), PluginError> {
+    let supported = semver::Version::parse(API_VERSION).expect("API_VERSION is valid semver");
+    let mut exports = Vec::new();
+    let mut incompatible = None;
+    for (name, item) in component.component_type().exports(engine) {
+        exports.push(format!("`{name}`"));
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            continue;
+        }
+        let Some(rest) = name.strip_prefix("tagship:plugin/") else {
+            continue;
+        };
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        let Some(kind) = PluginKind::ALL
+            .into_iter()
+            .find(|k| k.interface() == interface)
+        else {
+            continue;
+        };
+        match semver::Version::parse(version) {
+            Ok(found) if compatible(&supported, &found) => return Ok((kind, found.to_string())),
+            _ => incompatible = Some(version.to_owned()),
+        }
+    }
+    if let Some(found) = incompatible {
+        return Err(PluginError::IncompatibleApi {
+            plugin: source.to_string(),
+            found,
+            supported: API_VERSION.into(),
+        });
+    }
+    Err(PluginError::NoKnownWorld {
+        plugin: source.to_string(),
+        exports: if exports.is_empty() {
+            "nothing".into()
+        } else {
+            exports.join(", ")
+        },
+        supported: API_VERSION.into(),
+    })
+}
+
+/// Cargo's rule: same major; for 0.x the same minor; and the host must not be older than the
+/// plugin (a plugin built for 0.1.3 may use what 0.1.2 lacks).
+fn compatible(host: &semver::Version, plugin: &semver::Version) -> bool {
+    let same_line = if host.major == 0 {
+        plugin.major == 0 && host.minor == plugin.minor
+    } else {
+        host.major == plugin.major
+    };
+    same_line && plugin <= host
+}
+
+enum Pre {
+    Health(health::HealthCheckPre<State>),
+    Notifier(notifier::NotifierPre<State>),
+    Compat(compat::CompatCheckPre<State>),
+}
+
+/// A loaded plugin, ready to be called. Cheap to share; every call gets a fresh sandbox.
+pub struct Plugin {
+    env: Arc<PluginEnv>,
+    kind: PluginKind,
+    engine: Engine,
+    pre: Pre,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.env.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The plugin's configured name.
+    pub fn name(&self) -> &str {
+        &self.env.name
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// Redacts the plugin's granted secrets from `text`.
+    pub fn redact(&self, text: &str) -> String {
+        self.env.redactor.redact(text)
+    }
+
+    fn wrong_kind(&self, expected: PluginKind) -> PluginError {
+        PluginError::WrongKind {
+            plugin: self.env.name.clone(),
+            actual: self.kind.world(),
+            expected: expected.world(),
+        }
+    }
+
+    fn new_store(&self, ctx: &DeployContext) -> Store<State> {
+        let mut store = Store::new(&self.engine, State::new(self.env.clone(), ctx));
+        store.limiter(|state| &mut state.limiter);
+        let budget_ticks = ticks(self.env.limits.cpu);
+        store.set_epoch_deadline(budget_ticks);
+        store.epoch_deadline_callback(move |mut cx| {
+            // The epoch counts wall time; time the guest spent waiting on the host is not its
+            // CPU time, so extend the deadline by what is left of the real budget.
+            let state = cx.data_mut();
+            let used = state.cpu_used();
+            let limit = state.env.limits.cpu;
+            if used >= limit {
+                state.cpu_exceeded = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(ticks(limit.saturating_sub(used))))
+        });
+        store
+    }
+
+    /// Runs `call` in a fresh sandbox with the wall-clock limit, and turns whatever went wrong
+    /// into a [`PluginError`].
+    async fn run<R, F>(&self, ctx: &DeployContext, call: F) -> Result<R, PluginError>
+    where
+        F: AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<R>,
+    {
+        let mut store = self.new_store(ctx);
+        let limit = self.env.limits.wall;
+        let outcome = tokio::time::timeout(limit, call(&mut store)).await;
+        let state = store.data_mut();
+        let result = match outcome {
+            Err(_elapsed) => Err(PluginError::WallTimeout {
+                plugin: self.env.name.clone(),
+                limit,
+            }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.classify(state, &error)),
+        };
+        state.flush_logs();
+        result
+    }
+
+    fn classify(&self, state: &State, error: &wasmtime::Error) -> PluginError {
+        let plugin = self.env.name.clone();
+        if let Some(asked) = state.limiter.refused {
+            return PluginError::MemoryLimit {
+                plugin,
+                limit: self.env.limits.memory_bytes,
+                asked,
+            };
+        }
+        if state.cpu_exceeded {
+            return PluginError::CpuLimit {
+                plugin,
+                limit: self.env.limits.cpu,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::StackOverflow) => PluginError::StackOverflow { plugin },
+            // A Rust guest keeps its own stack in linear memory below its data; overflowing it
+            // runs off the bottom of memory rather than hitting wasm's stack guard.
+            Some(Trap::MemoryOutOfBounds) => PluginError::Trapped {
+                plugin,
+                trap: "out-of-bounds memory access (in a Rust guest usually a stack overflow from deep recursion)".into(),
+            },
+            Some(Trap::Interrupt) => PluginError::CpuLimit { plugin, limit: self.env.limits.cpu },
+            Some(Trap::UnreachableCodeReached) => {
+                let message =
+                    state.panic_message().unwrap_or_else(|| "it aborted (wasm `unreachable`) without a message".into());
+                PluginError::Panicked { plugin, message }
+            }
+            Some(trap) => PluginError::Trapped { plugin, trap: trap.to_string() },
+            None if format!("{error:#}").contains("pooling") || format!("{error:#}").contains("instance count") => {
+                PluginError::Instantiate { plugin, reason: self.env.redactor.redact(&format!("{error:#}")) }
+            }
+            None => PluginError::Trapped { plugin, trap: self.env.redactor.redact(&format!("{error:#}")) },
+        }
+    }
+
+    fn check_size(&self, size: usize) -> Result<(), PluginError> {
+        let limit = self.env.limits.result_bytes;
+        if size > limit {
+            return Err(PluginError::ResultTooLarge {
+                plugin: self.env.name.clone(),
+                size,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn returned(&self, message: &str) -> PluginError {
+        PluginError::Returned {
+            plugin: self.env.name.clone(),
+            message: self.env.redactor.redact(message),
+        }
+    }
+
+    /// Asks a health-check plugin about `ctx.stage` now.
+    pub async fn check_health(&self, ctx: &DeployContext) -> Result<HealthReport, PluginError> {
+        let Pre::Health(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::HealthCheck));
+        };
+        let wit_ctx = to_wit_context(ctx);
+        let result = self
+            .run(ctx, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .tagship_plugin_health()
+                    .call_check(&mut *store, &wit_ctx)
+                    .await
+            })
+            .await?;
+        match result {
+            Ok(report) => {
+                self.check_size(
+                    report.reason.len() + report.threshold.as_ref().map_or(0, String::len),
+                )?;
+                Ok(HealthReport {
+                    status: match report.status {
+                        wit_types::HealthStatus::Healthy => HealthStatus::Healthy,
+                        wit_types::HealthStatus::Unhealthy => HealthStatus::Unhealthy,
+                        wit_types::HealthStatus::Unknown => HealthStatus::Unknown,
+                    },
+                    value: report.value,
+                    threshold: report.threshold.map(|t| self.redact(&t)),
+                    reason: self.redact(&report.reason),
+                })
+            }
+            Err(message) => {
+                self.check_size(message.len())?;
+                Err(self.returned(&message))
+            }
+        }
+    }
+
+    /// Asks a compat-check plugin whether `ctx.version` fits `ctx.app_version`.
+    pub async fn check_compat(&self, ctx: &DeployContext) -> Result<CompatReport, PluginError> {
+        let Pre::Compat(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::CompatCheck));
+        };
+        let wit_ctx = to_wit_context(ctx);
+        let result = self
+            .run(ctx, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .tagship_plugin_compat()
+                    .call_check(&mut *store, &wit_ctx)
+                    .await
+            })
+            .await?;
+        match result {
+            Ok(report) => {
+                self.check_size(report.reasons.iter().map(String::len).sum())?;
+                Ok(CompatReport {
+                    compatible: report.compatible,
+                    reasons: report.reasons.iter().map(|r| self.redact(r)).collect(),
+                })
+            }
+            Err(message) => {
+                self.check_size(message.len())?;
+                Err(self.returned(&message))
+            }
+        }
+    }
+
+    /// Delivers one event through a notifier plugin.
+    pub async fn notify(&self, event: &Event) -> Result<(), PluginError> {
+        let Pre::Notifier(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::Notifier));
+        };
+        let wit_event = wit_types::Event {
+            kind: to_wit_kind(event.kind),
+            deploy_id: event.deploy_id.clone(),
+            timestamp: event.timestamp.clone(),
+            context: to_wit_context(&event.context),
+            message: event.message.clone(),
+        };
+        let result = self
+            .run(&event.context, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .tagship_plugin_notify()
+                    .call_notify(&mut *store, &wit_event)
+                    .await
+            })
+            .await?;
+        result.map_err(|message| match self.check_size(message.len()) {
+            Err(too_large) => too_large,
+            Ok(()) => self.returned(&message),
+        })
+    }
+}
+
+fn ticks(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis() / engine::TICK.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn to_wit_context(ctx: &DeployContext) -> wit_types::DeployContext {
+    wit_types::DeployContext {
+        component: ctx.component.clone(),
+        version: ctx.version.clone(),
+        previous_version: ctx.previous_version.clone(),
+        stage: ctx.stage.clone(),
+        environment: ctx.environment.clone(),
+        pipeline_url: ctx.pipeline_url.clone(),
+        workloads: ctx.workloads.iter().map(to_wit_workload).collect(),
+        app_version: ctx.app_version.clone(),
+    }
+}
+
+fn to_wit_workload(w: &WorkloadVersion) -> wit_types::WorkloadVersion {
+    wit_types::WorkloadVersion {
+        cluster: w.cluster.clone(),
+        namespace: w.namespace.clone(),
+        workload: w.workload.clone(),
+        container: w.container.clone(),
+        image: w.image.clone(),
+        version: w.version.clone(),
+    }
+}
+
+fn to_wit_kind(kind: EventKind) -> wit_types::EventKind {
+    use wit_types::EventKind as W;
+    match kind {
+        EventKind::DeployStarted => W::DeployStarted,
+        EventKind::DeploySucceeded => W::DeploySucceeded,
+        EventKind::DeployFailed => W::DeployFailed,
+        EventKind::StageStarted => W::StageStarted,
+        EventKind::StageSucceeded => W::StageSucceeded,
+        EventKind::StageFailed => W::StageFailed,
+        EventKind::AwaitingApproval => W::AwaitingApproval,
+        EventKind::RollbackStarted => W::RollbackStarted,
+        EventKind::RollbackSucceeded => W::RollbackSucceeded,
+        EventKind::RollbackFailed => W::RollbackFailed,
+        EventKind::RollbackRefused => W::RollbackRefused,
+        EventKind::CheckBlocked => W::CheckBlocked,
+        EventKind::LockWaiting => W::LockWaiting,
+        EventKind::Test => W::Test,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> semver::Version {
+        semver::Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn api_versions_follow_cargos_rules_for_zero_major() {
+        assert!(compatible(&v("0.1.0"), &v("0.1.0")));
+        assert!(compatible(&v("0.1.2"), &v("0.1.1")));
+        assert!(
+            !compatible(&v("0.1.0"), &v("0.1.1")),
+            "a plugin newer than the host may use what it lacks"
+        );
+        assert!(!compatible(&v("0.1.0"), &v("0.2.0")));
+        assert!(!compatible(&v("0.1.0"), &v("1.0.0")));
+        assert!(compatible(&v("1.2.0"), &v("1.0.0")));
+        assert!(!compatible(&v("2.0.0"), &v("1.0.0")));
+    }
+
+    #[test]
+    fn a_source_is_a_builtin_or_a_path() {
+        assert_eq!(
+            Source::parse("builtin:http-health"),
+            Source::Builtin("http-health".into())
+        );
+        assert_eq!(Source::parse("./p.wasm"), Source::File("./p.wasm".into()));
+    }
+
+    #[test]
+    fn cpu_budgets_are_whole_ticks_and_never_zero() {
+        assert_eq!(ticks(std::time::Duration::from_secs(5)), 500);
+        assert_eq!(ticks(std::time::Duration::from_millis(1)), 1);
+    }
+}

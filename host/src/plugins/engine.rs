@@ -1,0 +1,188 @@
+//! The wasmtime engine, its epoch ticker, and the on-disk cache of compiled components.
+//!
+//! # Guarantees
+//! - The cache only ever loads artifacts this runner wrote: files are named by the sha256 of the
+//!   wasm and the engine's precompile-compatibility hash, live in a directory only the current
+//!   user can write, and are checked for owner and mode before loading. A `.cwasm` supplied by a
+//!   plugin author is never loaded (plugins are always given as `.wasm`).
+//! - A missing or unusable cache only costs compile time; it never fails a load.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::limits::MAX_MEMORY_BYTES;
+
+/// One epoch tick. CPU limits are counted in ticks of this length.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// Concurrent plugin instances the pooling allocator keeps slots for.
+const POOL_INSTANCES: u32 = 128;
+
+/// Builds the engine shared by every plugin of the process, with epoch interruption on and
+/// a thread ticking the epoch every [`TICK`].
+pub(crate) fn new_engine() -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 4)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .total_stacks(POOL_INSTANCES)
+        .max_memory_size(MAX_MEMORY_BYTES);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config)?;
+    start_ticker(&engine);
+    Ok(engine)
+}
+
+fn start_ticker(engine: &Engine) {
+    // The thread ends when the engine is dropped.
+    let engine = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("tagship-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the epoch ticker, plugin CPU limits are off: {e}");
+    }
+}
+
+/// The on-disk cache of compiled components.
+#[derive(Debug, Clone)]
+pub(crate) struct ArtifactCache {
+    dir: PathBuf,
+}
+
+impl ArtifactCache {
+    /// The cache directory: `TAGSHIP_CACHE_DIR`, else `$XDG_CACHE_HOME/tagship`, else
+    /// `~/.cache/tagship`; with `plugins/` below it.
+    pub(crate) fn default_dir() -> Option<PathBuf> {
+        std::env::var_os("TAGSHIP_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("tagship")))
+            .map(|d| d.join("plugins"))
+    }
+
+    /// Opens (creating it, mode 0700) the cache at `dir`; `None` when it is unusable or unsafe.
+    pub(crate) fn open(dir: PathBuf) -> Option<Self> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), "plugin cache disabled: cannot create it: {e}");
+            return None;
+        }
+        let meta = std::fs::metadata(&dir).ok()?;
+        if meta.uid() != current_uid()? || meta.permissions().mode() & 0o022 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                "plugin cache disabled: it must be owned by this user and not writable by others"
+            );
+            return None;
+        }
+        Some(ArtifactCache { dir })
+    }
+
+    fn path_for(&self, engine: &Engine, sha256: &str) -> PathBuf {
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        self.dir
+            .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
+    }
+
+    /// The compiled component for `wasm`, from the cache or compiled now (and stored).
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<Component> {
+        let path = self.path_for(engine, sha256);
+        if let Some(component) = load_trusted(engine, &path) {
+            return Ok(component);
+        }
+        let compiled = engine.precompile_component(wasm)?;
+        if let Err(e) = write_atomically(&path, &compiled) {
+            tracing::warn!(path = %path.display(), "cannot store the compiled plugin: {e}");
+        }
+        // Load what was just compiled from memory: same bytes, no second disk read.
+        deserialize(engine, &compiled)
+    }
+}
+
+fn current_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    // `/proc/self` is owned by the process's effective user.
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+fn load_trusted(engine: &Engine, path: &Path) -> Option<Component> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() || meta.uid() != current_uid()? || meta.permissions().mode() & 0o022 != 0 {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    match deserialize(engine, &bytes) {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring an unusable cached plugin: {e}");
+            None
+        }
+    }
+}
+
+#[allow(
+    unsafe_code,
+    reason = "loading precompiled code is unsafe; only this runner's own artifacts reach here"
+)]
+fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `bytes` were produced by `Engine::precompile_component` of this process, or read
+    // from the cache directory this runner owns, under a name keyed by the wasm's sha256 and
+    // this engine's compatibility hash, after checking owner and mode (see the module docs).
+    unsafe { Component::deserialize(engine, bytes) }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{unique}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// A process-wide engine, made on first use.
+pub(crate) fn shared_engine() -> Result<&'static Engine, String> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            new_engine().map_err(|e| format!("cannot start the WebAssembly engine: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}

@@ -1,0 +1,270 @@
+//! Capability grants: which hosts a plugin may reach and which secrets it may read.
+//!
+//! Pure decisions, no I/O. Deny by default: a plugin reaches nothing until the operator grants
+//! it by name. A plugin's own `url` setting grants nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use url::Url;
+
+/// One granted network destination: a host (lowercase) and the port it may be reached on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostGrant {
+    host: String,
+    /// `None`: the scheme's default port only (80 for http, 443 for https).
+    port: Option<u16>,
+}
+
+impl HostGrant {
+    /// Parses `host`, `host:port`, `[v6]` or `[v6]:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("an empty host grant".into());
+        }
+        if text.contains("://") || text.contains('/') {
+            return Err(format!(
+                "host grant `{text}` must be a host or host:port, not a URL (e.g. `prometheus.example:9090`)"
+            ));
+        }
+        // Let the URL parser do the host syntax (IDNA, IPv6 brackets, percent-decoding).
+        let url = Url::parse(&format!("http://{text}/"))
+            .map_err(|e| format!("host grant `{text}` is not a valid host[:port]: {e}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "host grant `{text}` must not carry user information"
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("host grant `{text}` has no host"))?
+            .to_ascii_lowercase();
+        let explicit_port = text.rsplit_once(':').is_some_and(|(head, port)| {
+            !head.ends_with(':') && port.parse::<u16>().is_ok() && !port.contains(']')
+        });
+        // `Url` drops a port equal to the scheme default (http:80), so read it back from the text.
+        let port = if explicit_port {
+            Some(url.port().unwrap_or(80))
+        } else {
+            None
+        };
+        Ok(HostGrant { host, port })
+    }
+
+    fn allows(&self, host: &str, port: u16, default_port: u16) -> bool {
+        self.host == host && self.port.unwrap_or(default_port) == port
+    }
+}
+
+impl fmt::Display for HostGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+/// What a plugin is allowed to reach and read.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    hosts: Vec<HostGrant>,
+    /// Granted secret names and their values (read from the runner's environment at load time).
+    secrets: BTreeMap<String, Option<String>>,
+}
+
+impl Grants {
+    /// No hosts and no secrets.
+    pub fn none() -> Self {
+        Grants::default()
+    }
+
+    /// Grants each of `hosts` (see [`HostGrant::parse`]).
+    pub fn with_hosts<S: AsRef<str>>(mut self, hosts: &[S]) -> Result<Self, String> {
+        for host in hosts {
+            self.hosts.push(HostGrant::parse(host.as_ref())?);
+        }
+        Ok(self)
+    }
+
+    /// Grants secret `name`, whose value is the runner's environment variable `name`
+    /// (absent when unset).
+    #[must_use]
+    pub fn with_secret(mut self, name: &str, value: Option<String>) -> Self {
+        self.secrets.insert(name.to_owned(), value);
+        self
+    }
+
+    /// The granted hosts.
+    pub fn hosts(&self) -> &[HostGrant] {
+        &self.hosts
+    }
+
+    /// The value of a granted secret; `None` when not granted or not set.
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.secrets.get(name).and_then(|v| v.as_deref())
+    }
+
+    /// Every granted secret's `(name, value)` that is set, for redaction.
+    pub fn secret_values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.secrets
+            .iter()
+            .filter_map(|(name, value)| value.as_deref().map(|v| (name.as_str(), v)))
+    }
+
+    /// Decides whether a request to `url` may leave the sandbox.
+    pub fn check_url(&self, url: &Url) -> Result<(), Denial> {
+        let scheme = url.scheme();
+        let default_port = match scheme {
+            "http" => 80,
+            "https" => 443,
+            other => return Err(Denial::Scheme(other.to_owned())),
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Denial::UserInfo);
+        }
+        let host = url.host_str().ok_or(Denial::NoHost)?.to_ascii_lowercase();
+        let port = url.port().unwrap_or(default_port);
+        if self
+            .hosts
+            .iter()
+            .any(|g| g.allows(&host, port, default_port))
+        {
+            Ok(())
+        } else {
+            Err(Denial::HostNotGranted {
+                authority: if port == default_port {
+                    host
+                } else {
+                    format!("{host}:{port}")
+                },
+            })
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// Only `http` and `https` are served.
+    #[error("scheme `{0}` is not allowed (only http and https)")]
+    Scheme(String),
+    /// `user:password@` in a URL is refused (use a granted secret in a header instead).
+    #[error("credentials in the URL are not allowed; send them in a header from a granted secret")]
+    UserInfo,
+    /// The URL has no host.
+    #[error("the URL has no host")]
+    NoHost,
+    /// The host and port are not granted to this plugin.
+    #[error(
+        "host `{authority}` is not granted to this plugin (grant it with allow_hosts / --allow-host)"
+    )]
+    HostNotGranted {
+        /// `host` or `host:port` as requested.
+        authority: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(hosts: &[&str]) -> Grants {
+        Grants::none().with_hosts(hosts).unwrap()
+    }
+
+    fn check(g: &Grants, url: &str) -> Result<(), Denial> {
+        g.check_url(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn nothing_is_reachable_without_a_grant() {
+        assert!(matches!(
+            check(&Grants::none(), "http://prometheus:9090/api"),
+            Err(Denial::HostNotGranted { .. })
+        ));
+    }
+
+    #[test]
+    fn a_host_with_a_port_allows_exactly_that_port() {
+        let g = grants(&["prometheus.example:9090"]);
+        assert_eq!(check(&g, "http://prometheus.example:9090/x"), Ok(()));
+        assert_eq!(check(&g, "https://prometheus.example:9090/x"), Ok(()));
+        assert_eq!(
+            check(&g, "http://prometheus.example:9091/x"),
+            Err(Denial::HostNotGranted {
+                authority: "prometheus.example:9091".into()
+            })
+        );
+        assert!(check(&g, "http://prometheus.example/x").is_err());
+    }
+
+    #[test]
+    fn a_bare_host_allows_only_the_schemes_default_port() {
+        let g = grants(&["hooks.slack.com"]);
+        assert_eq!(check(&g, "https://hooks.slack.com/services/x"), Ok(()));
+        assert_eq!(check(&g, "http://hooks.slack.com/"), Ok(()));
+        assert!(check(&g, "https://hooks.slack.com:8443/").is_err());
+    }
+
+    #[test]
+    fn an_explicit_default_port_in_the_grant_is_kept() {
+        let g = grants(&["example.com:80"]);
+        assert_eq!(check(&g, "http://example.com/"), Ok(()));
+        assert!(check(&g, "https://example.com/").is_err());
+    }
+
+    #[test]
+    fn hosts_compare_case_insensitively_and_suffixes_do_not_match() {
+        let g = grants(&["Example.COM"]);
+        assert_eq!(check(&g, "https://example.com/"), Ok(()));
+        assert!(check(&g, "https://evil-example.com/").is_err());
+        assert!(check(&g, "https://example.com.evil.net/").is_err());
+        assert!(check(&g, "https://sub.example.com/").is_err());
+    }
+
+    #[test]
+    fn ip_addresses_are_granted_like_names() {
+        let g = grants(&["127.0.0.1:8080", "[::1]:9090"]);
+        assert_eq!(check(&g, "http://127.0.0.1:8080/"), Ok(()));
+        assert_eq!(check(&g, "http://[::1]:9090/"), Ok(()));
+        assert!(check(&g, "http://127.0.0.2:8080/").is_err());
+    }
+
+    #[test]
+    fn other_schemes_and_credentials_are_refused() {
+        let g = grants(&["example.com"]);
+        assert_eq!(
+            check(&g, "ftp://example.com/"),
+            Err(Denial::Scheme("ftp".into()))
+        );
+        assert_eq!(
+            check(&g, "file:///etc/passwd"),
+            Err(Denial::Scheme("file".into()))
+        );
+        assert_eq!(
+            check(&g, "https://user:pw@example.com/"),
+            Err(Denial::UserInfo)
+        );
+    }
+
+    #[test]
+    fn a_url_is_not_a_valid_grant() {
+        let err = HostGrant::parse("https://example.com").unwrap_err();
+        assert!(err.contains("not a URL"), "{err}");
+        assert!(HostGrant::parse("").is_err());
+        assert!(HostGrant::parse("example.com:99999").is_err());
+    }
+
+    #[test]
+    fn secrets_are_read_only_by_granted_name() {
+        let g = Grants::none()
+            .with_secret("SLACK_WEBHOOK_URL", Some("https://hooks/xyz".into()))
+            .with_secret("UNSET", None);
+        assert_eq!(g.secret("SLACK_WEBHOOK_URL"), Some("https://hooks/xyz"));
+        assert_eq!(g.secret("UNSET"), None);
+        assert_eq!(g.secret("HOME"), None);
+        assert_eq!(g.secret_values().count(), 1);
+    }
+}

@@ -1,0 +1,316 @@
+//! The per-call sandbox: the store's data and the host side of the plugin imports.
+//!
+//! A fresh [`State`] (and store) is made for every call. WASI is linked because every Rust guest
+//! imports `wasi:cli` and `wasi:io`, but its context is empty: no preopened directories, no
+//! environment, no arguments, no sockets, stdin closed; stdout and stderr are captured into
+//! bounded buffers and forwarded to `tracing` under the plugin's name.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{wit_host, wit_http, wit_types};
+use super::http::HttpGate;
+use super::limits::{Limits, LogBudget, MemoryLimiter};
+use super::redact::Redactor;
+use crate::context::DeployContext;
+
+/// What every call of one loaded plugin shares: its name, settings, grants and limits.
+#[derive(Debug)]
+pub(crate) struct PluginEnv {
+    pub(crate) name: String,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) limits: Limits,
+    pub(crate) grants: super::grants::Grants,
+    pub(crate) redactor: Redactor,
+    pub(crate) http: HttpGate,
+}
+
+/// The data of one call's store.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) env: Arc<PluginEnv>,
+    pub(crate) limiter: MemoryLimiter,
+    log: LogBudget,
+    /// Values for `{{stage}}` and friends in config templates.
+    vars: BTreeMap<&'static str, String>,
+    pub(crate) started: Instant,
+    /// Time spent waiting in host I/O; it is not the plugin's CPU time.
+    pub(crate) host_wait: Duration,
+    /// Set when the epoch callback stopped the plugin for using up its CPU time.
+    pub(crate) cpu_exceeded: bool,
+    pub(crate) stdout: Captured,
+    pub(crate) stderr: Captured,
+}
+
+impl State {
+    pub(crate) fn new(env: Arc<PluginEnv>, ctx: &DeployContext) -> Self {
+        let stdout = Captured::new(64 << 10);
+        let stderr = Captured::new(64 << 10);
+        let mut builder = WasiCtx::builder();
+        builder
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let mut vars = BTreeMap::from([
+            ("stage", ctx.stage.clone()),
+            ("environment", ctx.environment.clone()),
+            ("version", ctx.version.clone()),
+            ("component", ctx.component.clone()),
+        ]);
+        // Unknown values stay as placeholders, so a plugin can tell "not known" from "empty".
+        if let Some(v) = &ctx.previous_version {
+            vars.insert("previous_version", v.clone());
+        }
+        if let Some(v) = &ctx.app_version {
+            vars.insert("app_version", v.clone());
+        }
+        State {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(env.limits.memory_bytes),
+            log: LogBudget::new(&env.limits),
+            env,
+            vars,
+            started: Instant::now(),
+            host_wait: Duration::ZERO,
+            cpu_exceeded: false,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Guest CPU time used so far: wall time minus time spent waiting on the host.
+    pub(crate) fn cpu_used(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.host_wait)
+    }
+
+    /// Forwards captured output and the dropped-line count to the log.
+    pub(crate) fn flush_logs(&mut self) {
+        let name = self.env.name.clone();
+        for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let text = captured.take();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                if self.log.take(Instant::now()) {
+                    tracing::info!(plugin = %name, stream, "{}", self.env.redactor.redact(line));
+                }
+            }
+        }
+        if self.log.dropped > 0 {
+            tracing::warn!(plugin = %name, dropped = self.log.dropped, "plugin log lines dropped by the rate limit");
+            self.log.dropped = 0;
+        }
+    }
+
+    /// The panic message the guest printed to stderr (Rust's default hook), as
+    /// `<message> (at <file:line>)`.
+    pub(crate) fn panic_message(&self) -> Option<String> {
+        let text = self.stderr.peek();
+        let mut lines = text.lines().skip_while(|l| !l.contains("panicked at"));
+        let location = lines
+            .next()?
+            .split("panicked at ")
+            .nth(1)?
+            .trim_end_matches(':')
+            .to_owned();
+        let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note: ")).collect();
+        Some(
+            self.env
+                .redactor
+                .redact(&format!("{} (at {location})", message.join(" ").trim())),
+        )
+    }
+
+    fn render(&self, template: &str) -> String {
+        let mut out = template.to_owned();
+        for (name, value) in &self.vars {
+            out = out.replace(&format!("{{{{{name}}}}}"), value);
+        }
+        out
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit_types::Host for State {}
+
+impl wit_host::Host for State {
+    async fn log(&mut self, level: wit_host::Level, message: String) -> wasmtime::Result<()> {
+        const MAX_LINE: usize = 4096;
+        if !self.log.take(Instant::now()) {
+            return Ok(());
+        }
+        let mut message = self.env.redactor.redact(&message);
+        if message.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" [truncated]");
+        }
+        let plugin = self.env.name.as_str();
+        match level {
+            wit_host::Level::Trace => tracing::trace!(plugin, "{message}"),
+            wit_host::Level::Debug => tracing::debug!(plugin, "{message}"),
+            wit_host::Level::Info => tracing::info!(plugin, "{message}"),
+            wit_host::Level::Warn => tracing::warn!(plugin, "{message}"),
+            wit_host::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+
+    async fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.env.config.get(&key).map(|v| self.render(v)))
+    }
+
+    async fn secret(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.env.grants.secret(&name).map(str::to_owned))
+    }
+}
+
+impl wit_http::Host for State {
+    async fn fetch(
+        &mut self,
+        request: wit_http::Request,
+    ) -> wasmtime::Result<Result<wit_http::Response, wit_http::HttpError>> {
+        let started = Instant::now();
+        let deadline = self.started + self.env.limits.wall;
+        let url = self.env.redactor.redact(&request.url);
+        let method = request.method.clone();
+        let result = self.env.http.fetch(request, deadline).await;
+        self.host_wait += started.elapsed();
+        let plugin = self.env.name.as_str();
+        match &result {
+            Ok(response) => {
+                tracing::debug!(plugin, %method, %url, status = response.status, "plugin http request");
+            }
+            Err(error) => {
+                tracing::debug!(plugin, %method, %url, error = %self.env.redactor.redact(&format!("{error:?}")), "plugin http request failed");
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// A bounded in-memory sink for a plugin's stdout or stderr. Writes past the capacity are
+/// accepted and dropped, so a chatty plugin neither fails nor grows the runner's memory.
+#[derive(Clone, Debug)]
+pub(crate) struct Captured {
+    inner: Arc<Mutex<(Vec<u8>, usize)>>,
+}
+
+impl Captured {
+    fn new(capacity: usize) -> Self {
+        Captured {
+            inner: Arc::new(Mutex::new((Vec::new(), capacity))),
+        }
+    }
+
+    fn take(&self) -> String {
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&std::mem::take(&mut guard.0)).into_owned()
+    }
+
+    fn peek(&self) -> String {
+        let guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&guard.0).into_owned()
+    }
+}
+
+impl IsTerminal for Captured {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Captured {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    // Written synchronously, so everything a guest printed (a panic message) is there when it
+    // traps; the default adapter copies in a background task and can lose the last lines.
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+impl Captured {
+    fn append(&self, bytes: &[u8]) {
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (data, capacity) = &mut *guard;
+        let room = capacity.saturating_sub(data.len());
+        data.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Captured {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for Captured {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+impl tokio::io::AsyncWrite for Captured {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
