@@ -5,8 +5,12 @@
 //! configuration, lifecycle, cluster and report modules). Adapters never call back into the CLI.
 
 pub mod cli;
+pub mod cluster;
+pub mod config;
 pub mod context;
 pub mod exit;
+pub mod lifecycle;
 pub mod plugins;
 pub mod report;
 pub mod verdict;
+pub mod version;

@@ -495,3 +495,63 @@ async fn inspect_reports_kind_version_size_and_hash() {
         "{imports:?}"
     );
 }
+
+type Case<'a> = (&'a str, &'a str, Vec<String>, Vec<(&'a str, String)>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_builtin_is_denied_without_a_grant_and_sends_nothing() {
+    let server = TestServer::start(|_| Reply::text(200, "v3.1.0")).await;
+    let url = server.url();
+    let compat_input = r#"{"component":"registry","version":"v3.1.0","stage":"gprd","environment":"gprd","app_version":"v17.5.0"}"#;
+    let cases: Vec<Case> = vec![
+        (
+            "builtin:slack-notify",
+            CTX,
+            vec!["--secret".into(), "SLACK_WEBHOOK_URL".into()],
+            vec![("SLACK_WEBHOOK_URL", format!("{url}/hook"))],
+        ),
+        (
+            "builtin:webhook-notify",
+            CTX,
+            vec!["--config".into(), format!("url={url}/hook")],
+            vec![],
+        ),
+        (
+            "builtin:gitlab-notify",
+            CTX,
+            vec![
+                "--config".into(),
+                format!("api_url={url}/api/v4"),
+                "--config".into(),
+                "project=1".into(),
+                "--config".into(),
+                "issue_iid=1".into(),
+                "--secret".into(),
+                "GITLAB_TOKEN".into(),
+            ],
+            vec![("GITLAB_TOKEN", "glpat-0123456789".into())],
+        ),
+        (
+            "builtin:rails-compat",
+            compat_input,
+            vec!["--config".into(), format!("min_version_url={url}/min")],
+            vec![],
+        ),
+    ];
+    for (plugin, input, args, env) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = run(plugin, input, &args, &env).await;
+        assert_eq!(r.code, 5, "{plugin}: {}", r.json);
+        assert!(
+            reason(&r).contains("not granted"),
+            "{plugin}: {}",
+            reason(&r)
+        );
+    }
+    assert!(
+        server.seen().is_empty(),
+        "no request may leave the sandbox: {:?}",
+        server.seen()
+    );
+}

@@ -236,3 +236,48 @@ fn classify(
         HttpError::Connection(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Result<reqwest::header::HeaderMap, HttpError> {
+        plugin_headers(
+            &pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn a_plugin_cannot_set_the_host_header_or_framing_headers() {
+        for name in [
+            "Host",
+            "host",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+        ] {
+            let err = headers(&[(name, "x")]).unwrap_err();
+            assert!(
+                matches!(err, HttpError::InvalidRequest(ref m) if m.contains("set by the runner")),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_headers_pass_and_malformed_ones_are_invalid_requests() {
+        let ok = headers(&[("Accept", "application/json"), ("PRIVATE-TOKEN", "t")]).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert!(matches!(
+            headers(&[("bad header", "x")]),
+            Err(HttpError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            headers(&[("X-Ok", "line\nbreak")]),
+            Err(HttpError::InvalidRequest(_))
+        ));
+    }
+}

@@ -1,0 +1,298 @@
+//! The Kubernetes adapter: everything tagship does to a cluster, through kube-rs.
+//!
+//! [`KubeCluster`] owns one client for one kubeconfig context and offers exactly the operations a
+//! deploy needs: read a Deployment, server-side apply of the container images and audit
+//! annotations tagship owns, watch a rollout to its end, run a migration Job, the deploy lock (a
+//! `coordination.k8s.io/v1` Lease), and a bounded audit history plus a small per-environment state
+//! record in `ConfigMaps`.
+//!
+//! This module must not decide anything about a deploy (that is the lifecycle's job) and must not
+//! print: verdicts such as [`LiveDeployment::rollout_state`] are pure functions over what the
+//! server returned, and outcomes that are data ([`RolloutOutcome`], [`JobOutcome`],
+//! [`LockAttempt`]) are values, not errors. [`ClusterError`] means the cluster could not be asked.
+//!
+//! # Guarantees
+//!
+//! - Only fields a Kubernetes 1.20 API server knows are sent (1.20 rejects unknown fields).
+//! - Transient failures (HTTP 429, 500, 502–504, connection errors) of idempotent requests are
+//!   retried with bounded exponential back-off and jitter (at most 5 attempts).
+//! - Rollouts are judged by `kubectl rollout status`'s rule, never by a status that belongs to an
+//!   older generation.
+
+mod deployment;
+mod history;
+mod job;
+mod lease;
+mod retry;
+mod watch;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Client, Config};
+
+pub use deployment::{
+    ApplyOutcome, LiveDeployment, PROGRESS_DEADLINE_EXCEEDED, RolloutOutcome, RolloutState,
+};
+pub use history::{HISTORY_KEY, HISTORY_LIMIT};
+pub use job::{JOB_CONTAINER, JobOutcome, JobSpec, job_outcome};
+pub use lease::{
+    ANNOTATION_PIPELINE_URL, ANNOTATION_REASON, ANNOTATION_SINCE, Holder, LockAttempt, LockInfo,
+    lock_info,
+};
+
+/// The field manager tagship's server-side applies and writes use.
+pub const FIELD_MANAGER: &str = "tagship";
+
+/// A connection to one context of a kubeconfig.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: Client,
+    context: String,
+}
+
+impl fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeCluster {
+    /// Connects to `context` of the kubeconfig at `kubeconfig` (`None`: `$KUBECONFIG`, then
+    /// `~/.kube/config`); `context` `None` means the kubeconfig's current context.
+    ///
+    /// Asks the server for its version once, so a wrong address or credential fails here and not
+    /// in the middle of a deploy.
+    pub async fn connect(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+    ) -> Result<Self, ClusterError> {
+        let file = match kubeconfig {
+            Some(path) => Kubeconfig::read_from(path),
+            None => Kubeconfig::read(),
+        }
+        .map_err(|source| ClusterError::Kubeconfig {
+            path: kubeconfig.map(Path::to_path_buf),
+            source,
+        })?;
+        let context = match context {
+            Some(name) => name.to_owned(),
+            None => file
+                .current_context
+                .clone()
+                .ok_or_else(|| ClusterError::NoContext {
+                    path: kubeconfig.map(Path::to_path_buf),
+                })?,
+        };
+        let options = KubeConfigOptions {
+            context: Some(context.clone()),
+            ..KubeConfigOptions::default()
+        };
+        let config = Config::from_custom_kubeconfig(file, &options)
+            .await
+            .map_err(|source| ClusterError::Kubeconfig {
+                path: kubeconfig.map(Path::to_path_buf),
+                source,
+            })?;
+        let client = Client::try_from(config).map_err(|source| ClusterError::Connect {
+            context: context.clone(),
+            source,
+        })?;
+        retry::retry(|| client.apiserver_version())
+            .await
+            .map_err(|source| ClusterError::Connect {
+                context: context.clone(),
+                source,
+            })?;
+        Ok(Self { client, context })
+    }
+
+    /// Wraps an existing client; `context` is only used in messages.
+    pub fn from_client(client: Client, context: impl Into<String>) -> Self {
+        Self {
+            client,
+            context: context.into(),
+        }
+    }
+
+    /// The kubeconfig context this connection uses.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    /// The underlying kube-rs client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// What went wrong talking to a cluster. Every variant names the object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The kubeconfig could not be read or does not contain the context.
+    #[error("cannot load kubeconfig{}", path_suffix(path.as_deref()))]
+    Kubeconfig {
+        /// The file, `None` for the default locations.
+        path: Option<PathBuf>,
+        /// What kube-rs reported.
+        #[source]
+        source: KubeconfigError,
+    },
+    /// The kubeconfig names no current context and none was given.
+    #[error("kubeconfig{} has no current context; name one", path_suffix(path.as_deref()))]
+    NoContext {
+        /// The file, `None` for the default locations.
+        path: Option<PathBuf>,
+    },
+    /// The API server of the context could not be reached or refused the credentials.
+    #[error("cannot reach the API server of context `{context}`")]
+    Connect {
+        /// The kubeconfig context.
+        context: String,
+        /// What kube-rs reported.
+        #[source]
+        source: kube::Error,
+    },
+    /// An object the operation needs does not exist.
+    #[error("{kind} `{name}` in namespace `{namespace}` not found")]
+    NotFound {
+        /// The object's kind, lowercase (`deployment`).
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+        /// The object's namespace.
+        namespace: String,
+    },
+    /// A Deployment has no container of a name tagship was asked to set the image of.
+    #[error("deployment `{deployment}` in namespace `{namespace}` has no container `{container}`")]
+    UnknownContainer {
+        /// The Deployment.
+        deployment: String,
+        /// Its namespace.
+        namespace: String,
+        /// The container name asked for.
+        container: String,
+    },
+    /// The API server rejected a request or failed (after the retries for transient errors).
+    #[error("cannot {what}")]
+    Api {
+        /// What was attempted, naming the object (`apply images to deployment `x` in …`).
+        what: String,
+        /// What kube-rs reported.
+        #[source]
+        source: kube::Error,
+    },
+    /// Optimistic concurrency kept failing: others wrote the object every time.
+    #[error("gave up on {what} after {attempts} conflicting writes")]
+    Contended {
+        /// What was attempted, naming the object.
+        what: String,
+        /// How many writes were tried.
+        attempts: u32,
+    },
+    /// Data tagship stored in the cluster cannot be read back.
+    #[error("{what} is unreadable: {reason}")]
+    Corrupt {
+        /// The object and key.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The deploy lock is no longer held by the holder that tries to renew it.
+    #[error(
+        "lock `{lease}` in namespace `{namespace}` is no longer held by `{holder}`{}",
+        by.as_deref().map_or_else(|| " (it is free)".to_owned(), |by| format!(" (now held by `{by}`)"))
+    )]
+    LockLost {
+        /// The Lease.
+        lease: String,
+        /// Its namespace.
+        namespace: String,
+        /// Who thought it held the lock.
+        holder: String,
+        /// Who holds it now, `None` if nobody (or the Lease is gone).
+        by: Option<String>,
+    },
+}
+
+fn path_suffix(path: Option<&Path>) -> String {
+    path.map_or_else(String::new, |p| format!(" `{}`", p.display()))
+}
+
+/// One object, for messages: ``deployment `registry` in namespace `gitlab-cny` ``.
+#[derive(Debug, Clone, Copy)]
+struct Object<'a> {
+    kind: &'static str,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl<'a> Object<'a> {
+    fn new(kind: &'static str, namespace: &'a str, name: &'a str) -> Self {
+        Self {
+            kind,
+            namespace,
+            name,
+        }
+    }
+
+    fn not_found(self) -> ClusterError {
+        ClusterError::NotFound {
+            kind: self.kind,
+            name: self.name.to_owned(),
+            namespace: self.namespace.to_owned(),
+        }
+    }
+
+    /// An [`ClusterError::Api`] for `verb` (e.g. "read", "apply images to") on this object.
+    fn api_error(self, verb: &str, source: kube::Error) -> ClusterError {
+        ClusterError::Api {
+            what: format!("{verb} {self}"),
+            source,
+        }
+    }
+
+    fn contended(self, verb: &str, attempts: u32) -> ClusterError {
+        ClusterError::Contended {
+            what: format!("{verb} {self}"),
+            attempts,
+        }
+    }
+}
+
+impl fmt::Display for Object<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} `{}` in namespace `{}`",
+            self.kind, self.name, self.namespace
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_object_in_backticks() {
+        let err = Object::new("deployment", "gitlab-cny", "registry").not_found();
+        assert_eq!(
+            err.to_string(),
+            "deployment `registry` in namespace `gitlab-cny` not found"
+        );
+        let lost = ClusterError::LockLost {
+            lease: "gstg".into(),
+            namespace: "gitlab".into(),
+            holder: "ci-1".into(),
+            by: Some("ci-2".into()),
+        };
+        assert_eq!(
+            lost.to_string(),
+            "lock `gstg` in namespace `gitlab` is no longer held by `ci-1` (now held by `ci-2`)"
+        );
+    }
+}

@@ -1,0 +1,628 @@
+//! Deployments: reading one, server-side applying the images and annotations tagship owns, and
+//! watching a rollout to its end by `kubectl rollout status`'s rule.
+//!
+//! # Caveats
+//!
+//! Server-side apply removes a field the same field manager applied before and no longer sends.
+//! tagship therefore never sends `replicas` or anything else it does not own, and re-sends, with
+//! their live values, the container images and annotations it applied earlier but is not asked
+//! to change now (read from the object's `managedFields`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use super::retry;
+use super::watch::watch_until;
+use super::{ClusterError, FIELD_MANAGER, KubeCluster, Object};
+
+/// Reason the deployment controller gives when a rollout missed `progressDeadlineSeconds`.
+pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+
+/// What tagship needs to know about a live Deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LiveDeployment {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.generation`: bumped by the server on every spec change.
+    pub generation: i64,
+    /// `status.observedGeneration`: the generation the controller has acted on.
+    pub observed_generation: i64,
+    /// `spec.replicas`: how many replicas are wanted (1 when unset).
+    pub replicas: i32,
+    /// `status.updatedReplicas`: replicas running the current pod template.
+    pub updated: i32,
+    /// `status.readyReplicas`.
+    pub ready: i32,
+    /// `status.availableReplicas`.
+    pub available: i32,
+    /// `status.replicas`: all replicas, old and new template.
+    pub total: i32,
+    /// Image of each container of the pod template (not init containers), by container name.
+    pub images: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+    /// The message of a `Progressing` condition with reason `ProgressDeadlineExceeded`, if any.
+    pub progress_deadline_exceeded: Option<String>,
+}
+
+/// Where a rollout stands, by `kubectl rollout status`'s rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutState {
+    /// Every wanted replica runs the current template and is available; no old replicas remain.
+    Complete,
+    /// Still rolling out; the message says what it waits for.
+    Progressing {
+        /// What the rollout waits for, e.g. `1 of 2 updated replicas available`.
+        message: String,
+    },
+    /// The controller gave up on the rollout.
+    Failed {
+        /// The condition's reason, [`PROGRESS_DEADLINE_EXCEEDED`].
+        reason: String,
+        /// The condition's message.
+        message: String,
+    },
+}
+
+/// How a [`KubeCluster::wait_rollout`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutOutcome {
+    /// The rollout is complete.
+    Complete,
+    /// The rollout failed.
+    Failed {
+        /// The condition's reason, [`PROGRESS_DEADLINE_EXCEEDED`].
+        reason: String,
+        /// The condition's message.
+        message: String,
+    },
+    /// The wait's timeout passed first; the rollout may still complete or fail.
+    TimedOut,
+}
+
+/// What a [`KubeCluster::apply_images`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The Deployment already had these images and annotations; nothing was sent.
+    Unchanged,
+    /// The Deployment was changed.
+    Changed {
+        /// The Deployment's `metadata.generation` after the change.
+        generation: i64,
+        /// Its `metadata.resourceVersion` after the change.
+        resource_version: String,
+    },
+    /// Dry run: the server accepted the change and stored nothing.
+    WouldChange,
+}
+
+impl LiveDeployment {
+    /// Extracts the fields tagship uses from a Deployment as the server returned it.
+    pub fn from_deployment(deployment: &Deployment) -> Self {
+        let meta = &deployment.metadata;
+        let status = deployment.status.as_ref();
+        let images = deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.spec.as_ref())
+            .map(|pod| {
+                pod.containers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let progress_deadline_exceeded = status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|c| {
+                c.type_ == "Progressing" && c.reason.as_deref() == Some(PROGRESS_DEADLINE_EXCEEDED)
+            })
+            .map(|c| c.message.clone().unwrap_or_default());
+        Self {
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            generation: meta.generation.unwrap_or(0),
+            observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
+            replicas: deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1),
+            updated: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+            ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+            available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+            total: status.and_then(|s| s.replicas).unwrap_or(0),
+            images,
+            annotations: meta.annotations.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            progress_deadline_exceeded,
+        }
+    }
+
+    /// `kubectl rollout status`'s rule. A status the controller wrote for an older generation
+    /// never counts, which is what keeps a just-changed Deployment from looking complete.
+    pub fn rollout_state(&self) -> RolloutState {
+        if self.observed_generation < self.generation {
+            return RolloutState::Progressing {
+                message: format!(
+                    "waiting for the controller to observe generation {} (it has seen {})",
+                    self.generation, self.observed_generation
+                ),
+            };
+        }
+        if let Some(message) = &self.progress_deadline_exceeded {
+            return RolloutState::Failed {
+                reason: PROGRESS_DEADLINE_EXCEEDED.to_owned(),
+                message: message.clone(),
+            };
+        }
+        let message = if self.updated < self.replicas {
+            format!(
+                "{} of {} updated replicas are ready",
+                self.updated, self.replicas
+            )
+        } else if self.total > self.updated {
+            format!(
+                "{} old replicas are pending termination",
+                self.total - self.updated
+            )
+        } else if self.available < self.updated {
+            format!(
+                "{} of {} updated replicas are available",
+                self.available, self.updated
+            )
+        } else {
+            return RolloutState::Complete;
+        };
+        RolloutState::Progressing { message }
+    }
+}
+
+impl KubeCluster {
+    /// The Deployment `name` in `ns`, `None` if it does not exist.
+    pub async fn deployment(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<LiveDeployment>, ClusterError> {
+        Ok(self
+            .raw_deployment(ns, name)
+            .await?
+            .as_ref()
+            .map(LiveDeployment::from_deployment))
+    }
+
+    async fn raw_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Deployment>, ClusterError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        retry::retry(|| api.get_opt(name))
+            .await
+            .map_err(|err| Object::new("deployment", ns, name).api_error("read", err))
+    }
+
+    /// Server-side apply, field manager [`FIELD_MANAGER`], of only the images of the named
+    /// containers (`container name → image`) and the given annotations on the Deployment.
+    ///
+    /// Nothing else is sent, so replicas (whoever scaled them), other containers, labels, env and
+    /// every other field keep their values and their owners. Images and annotations tagship
+    /// applied before and does not name now are re-sent with their live values, so they are
+    /// neither removed nor changed (see the module's caveats).
+    ///
+    /// The apply is forced: tagship is the authority on the images it deploys, and they were
+    /// first set by whoever created the Deployment (another field manager), so an unforced apply
+    /// would be refused with a conflict on the first deploy. Forcing moves the ownership of
+    /// exactly the sent fields to tagship and of nothing else.
+    ///
+    /// When the images and annotations already have these values nothing is sent, so a re-run
+    /// leaves the `resourceVersion` unchanged. `dry_run` asks the server to validate the apply
+    /// (`dryRun=All`) and stores nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NotFound`] when the Deployment does not exist (an apply would create it);
+    /// [`ClusterError::UnknownContainer`] when a named container is not in its pod template (an
+    /// apply would add a container).
+    pub async fn apply_images(
+        &self,
+        ns: &str,
+        name: &str,
+        images: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+        dry_run: bool,
+    ) -> Result<ApplyOutcome, ClusterError> {
+        let object = Object::new("deployment", ns, name);
+        let live = self
+            .raw_deployment(ns, name)
+            .await?
+            .ok_or_else(|| object.not_found())?;
+        let Some(body) = apply_body(&live, images, annotations)? else {
+            return Ok(ApplyOutcome::Unchanged);
+        };
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        let patch = Patch::Apply(&body);
+        let applied = retry::retry(|| api.patch(name, &params, &patch))
+            .await
+            .map_err(|err| object.api_error("apply images to", err))?;
+        if dry_run {
+            return Ok(ApplyOutcome::WouldChange);
+        }
+        let after = LiveDeployment::from_deployment(&applied);
+        if after.resource_version == live.metadata.resource_version.clone().unwrap_or_default() {
+            return Ok(ApplyOutcome::Unchanged);
+        }
+        Ok(ApplyOutcome::Changed {
+            generation: after.generation,
+            resource_version: after.resource_version,
+        })
+    }
+
+    /// Watches the Deployment until its rollout is complete by `kubectl rollout status`'s rule,
+    /// has failed (`Progressing` condition with reason `ProgressDeadlineExceeded`), or `timeout`
+    /// passes. `progress` is called with the first state seen and on every change after it.
+    ///
+    /// A watch, not polling; a closed or failed watch is resumed from the last resourceVersion
+    /// (bounded consecutive failures, see [`ClusterError::Api`]).
+    pub async fn wait_rollout(
+        &self,
+        ns: &str,
+        name: &str,
+        timeout: Duration,
+        progress: &mut (dyn FnMut(&LiveDeployment) + Send),
+    ) -> Result<RolloutOutcome, ClusterError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        let object = Object::new("deployment", ns, name);
+        let mut last: Option<LiveDeployment> = None;
+        let watch = watch_until(&api, object, |deployment| {
+            let live = LiveDeployment::from_deployment(deployment);
+            if last.as_ref().is_none_or(|seen| !same_state(seen, &live)) {
+                progress(&live);
+            }
+            let outcome = match live.rollout_state() {
+                RolloutState::Complete => Some(RolloutOutcome::Complete),
+                RolloutState::Failed { reason, message } => {
+                    Some(RolloutOutcome::Failed { reason, message })
+                }
+                RolloutState::Progressing { .. } => None,
+            };
+            last = Some(live);
+            outcome
+        });
+        tokio::time::timeout(timeout, watch)
+            .await
+            .unwrap_or(Ok(RolloutOutcome::TimedOut))
+    }
+}
+
+/// Equal but for the resourceVersion (which changes on every write, e.g. of managedFields).
+fn same_state(a: &LiveDeployment, b: &LiveDeployment) -> bool {
+    LiveDeployment {
+        resource_version: String::new(),
+        ..a.clone()
+    } == LiveDeployment {
+        resource_version: String::new(),
+        ..b.clone()
+    }
+}
+
+/// The apply configuration to send, or `None` when the live object already matches.
+fn apply_body(
+    live: &Deployment,
+    images: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<Value>, ClusterError> {
+    let current = LiveDeployment::from_deployment(live);
+    if let Some(container) = images.keys().find(|c| !current.images.contains_key(*c)) {
+        return Err(ClusterError::UnknownContainer {
+            deployment: current.name,
+            namespace: current.namespace,
+            container: container.clone(),
+        });
+    }
+    let matches = images.iter().all(|(c, i)| current.images.get(c) == Some(i))
+        && annotations
+            .iter()
+            .all(|(k, v)| current.annotations.get(k) == Some(v));
+    if matches {
+        return Ok(None);
+    }
+    let owned = owned_by(live, FIELD_MANAGER);
+    let mut send_images = images.clone();
+    for container in owned.containers {
+        if let Some(image) = current.images.get(&container) {
+            send_images
+                .entry(container)
+                .or_insert_with(|| image.clone());
+        }
+    }
+    let mut send_annotations = annotations.clone();
+    for key in owned.annotations {
+        if let Some(value) = current.annotations.get(&key) {
+            send_annotations.entry(key).or_insert_with(|| value.clone());
+        }
+    }
+    let mut body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": current.name, "namespace": current.namespace },
+    });
+    if !send_annotations.is_empty() {
+        body["metadata"]["annotations"] = json!(send_annotations);
+    }
+    if !send_images.is_empty() {
+        let containers: Vec<Value> = send_images
+            .iter()
+            .map(|(name, image)| json!({ "name": name, "image": image }))
+            .collect();
+        body["spec"] = json!({ "template": { "spec": { "containers": containers } } });
+    }
+    Ok(Some(body))
+}
+
+/// Container images and annotations a field manager owns through server-side apply.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Owned {
+    containers: BTreeSet<String>,
+    annotations: BTreeSet<String>,
+}
+
+/// Reads `managedFields` (`fieldsV1`) for what `manager` applied.
+fn owned_by(live: &Deployment, manager: &str) -> Owned {
+    let mut owned = Owned::default();
+    let entries = live.metadata.managed_fields.iter().flatten().filter(|e| {
+        e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+    });
+    for entry in entries {
+        let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
+            continue;
+        };
+        if let Some(keys) = fields["f:metadata"]["f:annotations"].as_object() {
+            owned.annotations.extend(
+                keys.keys()
+                    .filter_map(|k| k.strip_prefix("f:"))
+                    .map(str::to_owned),
+            );
+        }
+        if let Some(containers) =
+            fields["f:spec"]["f:template"]["f:spec"]["f:containers"].as_object()
+        {
+            for (key, fields) in containers {
+                let name = key
+                    .strip_prefix("k:")
+                    .and_then(|k| serde_json::from_str::<Value>(k).ok())
+                    .and_then(|k| k["name"].as_str().map(str::to_owned));
+                if let Some(name) = name
+                    && fields.get("f:image").is_some()
+                {
+                    owned.containers.insert(name);
+                }
+            }
+        }
+    }
+    owned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(json: Value) -> Deployment {
+        serde_json::from_value(json).expect("a deployment")
+    }
+
+    fn live(metadata: &Value, spec_replicas: i32, status: &Value) -> LiveDeployment {
+        LiveDeployment::from_deployment(&deployment(json!({
+            "metadata": metadata,
+            "spec": { "replicas": spec_replicas, "selector": {}, "template": {} },
+            "status": status,
+        })))
+    }
+
+    #[test]
+    fn rollout_state_follows_kubectl() {
+        let deadline = json!([{ "type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"r\" has timed out progressing." }]);
+        let table = [
+            // (what, generation, status, expected: None complete / Some(true) failed / Some(false) progressing)
+            (
+                "an older generation's status is never complete",
+                3,
+                json!({ "observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2 }),
+                Some(false),
+            ),
+            (
+                "an older generation's deadline is not this rollout's failure",
+                3,
+                json!({ "observedGeneration": 2, "conditions": deadline }),
+                Some(false),
+            ),
+            (
+                "too few updated replicas",
+                2,
+                json!({ "observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 2 }),
+                Some(false),
+            ),
+            (
+                "old replicas pending termination",
+                2,
+                json!({ "observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 3 }),
+                Some(false),
+            ),
+            (
+                "updated replicas not yet available",
+                2,
+                json!({ "observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1 }),
+                Some(false),
+            ),
+            ("no status at all", 1, json!({}), Some(false)),
+            (
+                "all updated and available",
+                2,
+                json!({ "observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2 }),
+                None,
+            ),
+            (
+                "a newer observed generation counts",
+                2,
+                json!({ "observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2 }),
+                None,
+            ),
+            (
+                "past the progress deadline",
+                2,
+                json!({ "observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2, "conditions": deadline }),
+                Some(true),
+            ),
+        ];
+        for (what, generation, status, expected) in table {
+            let state = live(&json!({ "generation": generation }), 2, &status).rollout_state();
+            match expected {
+                None => assert_eq!(state, RolloutState::Complete, "{what}"),
+                Some(true) => assert_eq!(
+                    state,
+                    RolloutState::Failed {
+                        reason: PROGRESS_DEADLINE_EXCEEDED.into(),
+                        message: "ReplicaSet \"r\" has timed out progressing.".into()
+                    },
+                    "{what}"
+                ),
+                Some(false) => assert!(
+                    matches!(state, RolloutState::Progressing { .. }),
+                    "{what}: {state:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_deployment_is_read_into_its_live_fields() {
+        let d = deployment(json!({
+            "metadata": { "name": "registry", "namespace": "gitlab", "generation": 4,
+                "resourceVersion": "77", "annotations": { "a": "b" } },
+            "spec": { "replicas": 3, "selector": {}, "template": { "spec": { "containers": [
+                { "name": "registry", "image": "r:v1" }, { "name": "sidecar", "image": "s:v9" } ] } } },
+            "status": { "observedGeneration": 4, "replicas": 4, "updatedReplicas": 3,
+                "readyReplicas": 4, "availableReplicas": 4 },
+        }));
+        let live = LiveDeployment::from_deployment(&d);
+        assert_eq!(
+            live,
+            LiveDeployment {
+                name: "registry".into(),
+                namespace: "gitlab".into(),
+                generation: 4,
+                observed_generation: 4,
+                replicas: 3,
+                updated: 3,
+                ready: 4,
+                available: 4,
+                total: 4,
+                images: [("registry", "r:v1"), ("sidecar", "s:v9")]
+                    .into_iter()
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .collect(),
+                annotations: [("a".to_owned(), "b".to_owned())].into(),
+                resource_version: "77".into(),
+                progress_deadline_exceeded: None,
+            }
+        );
+    }
+
+    fn managed() -> Deployment {
+        deployment(json!({
+            "metadata": { "name": "registry", "namespace": "gitlab",
+                "annotations": { "tagship.io/version": "v1", "tagship.io/old": "x", "team": "y" },
+                "managedFields": [
+                    { "manager": "tagship", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {
+                        "f:metadata": { "f:annotations": { "f:tagship.io/version": {}, "f:tagship.io/old": {} } },
+                        "f:spec": { "f:template": { "f:spec": { "f:containers": {
+                            "k:{\"name\":\"registry\"}": { ".": {}, "f:image": {}, "f:name": {} },
+                            "k:{\"name\":\"worker\"}": { ".": {}, "f:image": {}, "f:name": {} } } } } } } },
+                    { "manager": "kubectl-create", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {
+                        "f:metadata": { "f:annotations": { "f:team": {} } },
+                        "f:spec": { "f:replicas": {} } } },
+                ] },
+            "spec": { "replicas": 2, "selector": {}, "template": { "spec": { "containers": [
+                { "name": "registry", "image": "r:v1" }, { "name": "worker", "image": "w:v1" },
+                { "name": "sidecar", "image": "s:v9" } ] } } },
+        }))
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn managed_fields_say_which_images_and_annotations_tagship_applied() {
+        let owned = owned_by(&managed(), FIELD_MANAGER);
+        assert_eq!(
+            owned.containers,
+            ["registry", "worker"].map(str::to_owned).into()
+        );
+        assert_eq!(
+            owned.annotations,
+            ["tagship.io/old", "tagship.io/version"]
+                .map(str::to_owned)
+                .into()
+        );
+    }
+
+    #[test]
+    fn the_apply_sends_only_images_and_annotations_and_keeps_what_tagship_owned_before() {
+        let body = apply_body(
+            &managed(),
+            &map(&[("registry", "r:v2")]),
+            &map(&[("tagship.io/version", "v2")]),
+        )
+        .expect("known containers")
+        .expect("a change");
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": { "name": "registry", "namespace": "gitlab",
+                    "annotations": { "tagship.io/version": "v2", "tagship.io/old": "x" } },
+                "spec": { "template": { "spec": { "containers": [
+                    { "name": "registry", "image": "r:v2" }, { "name": "worker", "image": "w:v1" } ] } } },
+            })
+        );
+    }
+
+    #[test]
+    fn nothing_is_sent_when_images_and_annotations_already_match() {
+        let body = apply_body(
+            &managed(),
+            &map(&[("registry", "r:v1"), ("sidecar", "s:v9")]),
+            &map(&[("team", "y")]),
+        )
+        .expect("known containers");
+        assert_eq!(body, None);
+    }
+
+    #[test]
+    fn an_unknown_container_is_refused_rather_than_added() {
+        let err = apply_body(&managed(), &map(&[("registyr", "r:v2")]), &BTreeMap::new())
+            .expect_err("unknown container");
+        assert_eq!(
+            err.to_string(),
+            "deployment `registry` in namespace `gitlab` has no container `registyr`"
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! Bounded retries of idempotent requests on transient failures.
+//!
+//! Only for requests that may safely be sent twice (GETs, server-side apply, a compare-and-swap
+//! that re-reads). Never used for a POST whose repetition would differ from the first.
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+/// How many times a request is sent at most.
+pub(super) const ATTEMPTS: u32 = 5;
+const BASE: Duration = Duration::from_millis(100);
+const CAP: Duration = Duration::from_secs(2);
+
+/// Runs `op` until it succeeds, fails permanently, or [`ATTEMPTS`] are used up.
+pub(super) async fn retry<T, F, Fut>(mut op: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Err(err) if attempt < ATTEMPTS && is_transient(&err) => {
+                tracing::debug!(attempt, error = %err, "transient API error; retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `err` is worth retrying: overload, server-side failures and broken connections.
+pub(super) fn is_transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether `err` is the API server's 409 (a stale `resourceVersion`, or `AlreadyExists`).
+pub(super) fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
+}
+
+/// Whether `err` is the API server's 404.
+pub(super) fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Exponential back-off for the `attempt`-th failure (1-based), capped, with up to 50% jitter.
+pub(super) fn backoff(attempt: u32) -> Duration {
+    let exponential = BASE.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    let delay = exponential.min(CAP);
+    let jitter = u32::try_from(jitter_per_mille()).unwrap_or(0);
+    delay + delay * jitter / 2000
+}
+
+/// A random number in `0..1000`, from the standard library's randomly keyed hasher.
+fn jitter_per_mille() -> u64 {
+    RandomState::new().build_hasher().finish() % 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn status(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(Status::failure("x", "y").with_code(code)))
+    }
+
+    #[test]
+    fn server_failures_and_throttling_are_transient_but_client_errors_are_not() {
+        for code in [429, 500, 502, 503, 504] {
+            assert!(is_transient(&status(code)), "{code}");
+        }
+        for code in [400, 403, 404, 409, 422] {
+            assert!(!is_transient(&status(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) >= BASE && backoff(1) <= BASE * 3 / 2);
+        assert!(backoff(3) >= BASE * 4);
+        assert!(backoff(30) <= CAP * 3 / 2);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_bounded_number_of_attempts() {
+        let mut calls = 0;
+        let result: Result<(), _> = retry(|| {
+            calls += 1;
+            async { Err(status(503)) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls, ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn does_not_retry_a_permanent_error() {
+        let mut calls = 0;
+        let result: Result<(), _> = retry(|| {
+            calls += 1;
+            async { Err(status(422)) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls, 1);
+    }
+}

@@ -1,0 +1,19 @@
+//! The deploy lifecycle: what a deploy does, stage by stage, and why.
+//!
+//! Pure decisions live in [`decide`] and [`bake`] (no I/O, no clock, table-tested). The async
+//! [`driver`] performs them through the small port traits of [`ports`] (`Cluster`, `Checks`,
+//! `Notify`), and re-observes the cluster rather than trusting its memory, so a run killed at
+//! any point is finished by running it again.
+//!
+//! Architecture invariant: this module imports no adapter (no kube, no wasmtime, no HTTP).
+
+pub mod bake;
+pub mod decide;
+pub mod driver;
+pub mod plan;
+pub mod ports;
+#[cfg(test)]
+mod testing;
+
+pub use driver::{DeployOutcome, deploy};
+pub use plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};

@@ -1,0 +1,1142 @@
+//! The async driver: performs the decisions of [`super::decide`] and [`super::bake`] through the
+//! ports, stage by stage, and says how the run ended.
+//!
+//! # Guarantees
+//! - Nothing changes in a stage before its lock is held and its pre-checks passed.
+//! - The lock is renewed while a stage works; if it is lost, the run stops changing the cluster.
+//! - Every lock this run took is released when it returns, whatever the outcome.
+//! - A failed rollout or bake rolls back to the previous version, unless post-deployment
+//!   migrations forbid it; then the run says so and stops.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::context::{DeployContext, EventKind, WorkloadVersion};
+use crate::exit::Outcome;
+use crate::version::Version;
+
+use super::bake::{self, Round, Tally};
+use super::decide::{self, RollbackDecision, StageAction};
+use super::plan::{Plan, StagePlan};
+use super::ports::{
+    CheckOutcome, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt, Migration,
+    Notify, PortError, Reporter, StageLive,
+};
+
+/// How a deploy run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployOutcome {
+    /// Every stage serves the target (or the run stopped after `--until`).
+    Done {
+        /// Stages this run deployed.
+        deployed: Vec<String>,
+        /// Stages already at the target.
+        skipped: Vec<String>,
+    },
+    /// Stopped before a manual stage.
+    AwaitingApproval {
+        /// The stage waiting.
+        stage: String,
+    },
+    /// Stopped before changing anything in `stage`.
+    Blocked {
+        /// The stage.
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+    /// Someone else held the environment's lock for longer than the run would wait.
+    LockTimeout {
+        /// The environment.
+        environment: String,
+        /// Who held it.
+        holder: Holder,
+    },
+    /// The stage failed; it was rolled back where a rollback was due.
+    Failed {
+        /// The stage.
+        stage: String,
+        /// Why.
+        reason: String,
+        /// The version serving again, when rolled back.
+        rolled_back_to: Option<Version>,
+    },
+    /// A rollback failed or was refused: a human must act.
+    RollbackFailed {
+        /// The stage.
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl DeployOutcome {
+    /// The documented exit outcome.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            DeployOutcome::Done { .. } | DeployOutcome::AwaitingApproval { .. } => Outcome::Done,
+            DeployOutcome::Blocked { .. } => Outcome::Blocked,
+            DeployOutcome::LockTimeout { .. } => Outcome::LockTimeout,
+            DeployOutcome::Failed { .. } => Outcome::Failed,
+            DeployOutcome::RollbackFailed { .. } => Outcome::RollbackFailed,
+        }
+    }
+}
+
+/// Runs `plan` to its outcome through the ports.
+pub async fn deploy<C: Cluster, K: Checks, N: Notify, R: Reporter>(
+    plan: &Plan,
+    cluster: &C,
+    checks: &K,
+    notify: &N,
+    reporter: &R,
+) -> DeployOutcome {
+    let mut run = Run {
+        plan,
+        cluster,
+        checks,
+        notify,
+        reporter,
+        locked: None,
+    };
+    let start_ctx = run.context(None, None, &StageLive::default());
+    notify
+        .send(
+            None,
+            EventKind::DeployStarted,
+            &start_ctx,
+            &format!("deploying {} {}", plan.component, plan.target),
+        )
+        .await;
+    let outcome = run.stages().await;
+    run.release().await;
+    let (kind, message) = match &outcome {
+        DeployOutcome::Done { .. } => (
+            EventKind::DeploySucceeded,
+            format!("{} {} deployed", plan.component, plan.target),
+        ),
+        DeployOutcome::AwaitingApproval { stage } => (
+            EventKind::AwaitingApproval,
+            format!(
+                "`{stage}` awaits approval: {}",
+                approve_command(plan, stage)
+            ),
+        ),
+        DeployOutcome::Blocked { stage, reason } => (
+            EventKind::DeployFailed,
+            format!("blocked before `{stage}`: {reason}"),
+        ),
+        DeployOutcome::LockTimeout {
+            environment,
+            holder,
+        } => (
+            EventKind::DeployFailed,
+            format!("the lock of `{environment}` is held by {holder}"),
+        ),
+        DeployOutcome::Failed { stage, reason, .. } => (
+            EventKind::DeployFailed,
+            format!("`{stage}` failed: {reason}"),
+        ),
+        DeployOutcome::RollbackFailed { stage, reason } => (
+            EventKind::DeployFailed,
+            format!("`{stage}` needs a human: {reason}"),
+        ),
+    };
+    notify.send(None, kind, &start_ctx, &message).await;
+    outcome
+}
+
+/// The command that continues a run stopped before `stage`.
+pub fn approve_command(plan: &Plan, stage: &str) -> String {
+    format!("tagship deploy --version {} --approve {stage}", plan.target)
+}
+
+struct Run<'a, C, K, N, R> {
+    plan: &'a Plan,
+    cluster: &'a C,
+    checks: &'a K,
+    notify: &'a N,
+    reporter: &'a R,
+    /// The environment whose lock this run holds.
+    locked: Option<String>,
+}
+
+/// Why a stage did not finish; turned into a [`DeployOutcome`] by the stage loop.
+type StageResult = Result<bool, DeployOutcome>;
+
+impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
+    async fn stages(&mut self) -> DeployOutcome {
+        let mut deployed = Vec::new();
+        let mut skipped = Vec::new();
+        for stage in &self.plan.stages {
+            match self.stage(stage).await {
+                Ok(true) => deployed.push(stage.name.clone()),
+                Ok(false) => skipped.push(stage.name.clone()),
+                Err(outcome) => return outcome,
+            }
+            if stage.last_of_environment {
+                self.release().await;
+            }
+            if self.plan.until.as_deref() == Some(stage.name.as_str()) {
+                self.reporter
+                    .step(Some(&stage.name), "stopping here as asked (--until)");
+                break;
+            }
+        }
+        DeployOutcome::Done { deployed, skipped }
+    }
+
+    fn infra(stage: &StagePlan, error: &PortError) -> DeployOutcome {
+        DeployOutcome::Failed {
+            stage: stage.name.clone(),
+            reason: error.to_string(),
+            rolled_back_to: None,
+        }
+    }
+
+    /// One stage; `Ok(true)` when this run deployed it, `Ok(false)` when it was already done.
+    async fn stage(&mut self, stage: &StagePlan) -> StageResult {
+        let live = self
+            .cluster
+            .live(stage)
+            .await
+            .map_err(|e| Self::infra(stage, &e))?;
+        match decide::stage_action(self.plan, stage, &live) {
+            StageAction::Skip => {
+                self.reporter.step(
+                    Some(&stage.name),
+                    &format!("already serving {}, nothing to do", self.plan.target),
+                );
+                self.post_migrations_if_due(stage, &live).await?;
+                Ok(false)
+            }
+            StageAction::RefuseDowngrade { live: newer } => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "{newer} is live, newer than {}; deploying an older version needs --allow-downgrade (or use `tagship rollback`)",
+                    self.plan.target
+                ),
+            }),
+            StageAction::AwaitApproval => {
+                self.reporter.step(
+                    Some(&stage.name),
+                    &format!(
+                        "awaiting approval; continue with: {}",
+                        approve_command(self.plan, &stage.name)
+                    ),
+                );
+                Err(DeployOutcome::AwaitingApproval {
+                    stage: stage.name.clone(),
+                })
+            }
+            StageAction::Deploy { .. } => {
+                self.lock(stage).await?;
+                let renewal = self.plan.lock_ttl / 3;
+                let environment = stage.environment.clone();
+                let cluster = self.cluster;
+                let reporter = self.reporter;
+                let work = self.deploy_stage(stage);
+                let lost = async {
+                    loop {
+                        tokio::time::sleep(renewal).await;
+                        match cluster.try_lock(&environment).await {
+                            Ok(LockAttempt::Acquired) => {}
+                            Ok(LockAttempt::Held(holder)) => return holder,
+                            Err(e) => reporter
+                                .step(None, &format!("could not renew the lock (will retry): {e}")),
+                        }
+                    }
+                };
+                tokio::select! {
+                    result = work => result,
+                    holder = lost => Err(DeployOutcome::Failed {
+                        stage: stage.name.clone(),
+                        reason: format!(
+                            "the lock of `{}` was taken over by {holder}; stopped changing the cluster",
+                            stage.environment
+                        ),
+                        rolled_back_to: None,
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn lock(&mut self, stage: &StagePlan) -> Result<(), DeployOutcome> {
+        if self.locked.as_deref() == Some(stage.environment.as_str()) {
+            return Ok(());
+        }
+        self.release().await;
+        let deadline = Instant::now() + self.plan.lock_wait;
+        let mut told = false;
+        loop {
+            match self.cluster.try_lock(&stage.environment).await {
+                Ok(LockAttempt::Acquired) => {
+                    self.reporter.step(
+                        Some(&stage.name),
+                        &format!("holding the lock of `{}`", stage.environment),
+                    );
+                    self.locked = Some(stage.environment.clone());
+                    return Ok(());
+                }
+                Ok(LockAttempt::Held(holder)) => {
+                    if !told {
+                        let message = format!(
+                            "the lock of `{}` is held by {holder}; waiting up to {}s",
+                            stage.environment,
+                            self.plan.lock_wait.as_secs()
+                        );
+                        self.reporter.step(Some(&stage.name), &message);
+                        let ctx = self.context(Some(stage), None, &StageLive::default());
+                        self.notify
+                            .send(Some(stage), EventKind::LockWaiting, &ctx, &message)
+                            .await;
+                        told = true;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(DeployOutcome::LockTimeout {
+                            environment: stage.environment.clone(),
+                            holder,
+                        });
+                    }
+                }
+                Err(e) => self.reporter.step(
+                    Some(&stage.name),
+                    &format!("could not read the lock (will retry): {e}"),
+                ),
+            }
+            let poll =
+                Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(poll.max(Duration::from_millis(100))).await;
+        }
+    }
+
+    async fn release(&mut self) {
+        if let Some(environment) = self.locked.take() {
+            match self.cluster.unlock(&environment).await {
+                Ok(()) => self
+                    .reporter
+                    .step(None, &format!("released the lock of `{environment}`")),
+                Err(e) => self.reporter.step(
+                    None,
+                    &format!(
+                        "could not release the lock of `{environment}` (it expires on its own): {e}"
+                    ),
+                ),
+            }
+        }
+    }
+
+    async fn deploy_stage(&self, stage: &StagePlan) -> StageResult {
+        // Someone may have changed the stage while this run waited for the lock.
+        let live = self
+            .cluster
+            .live(stage)
+            .await
+            .map_err(|e| Self::infra(stage, &e))?;
+        let (previous, resume) = match decide::stage_action(self.plan, stage, &live) {
+            StageAction::Deploy { previous, resume } => (previous, resume),
+            StageAction::Skip => {
+                self.reporter.step(
+                    Some(&stage.name),
+                    "already at the target after waiting for the lock",
+                );
+                return Ok(false);
+            }
+            other => {
+                return Err(DeployOutcome::Blocked {
+                    stage: stage.name.clone(),
+                    reason: format!("the stage changed while waiting for the lock: {other:?}"),
+                });
+            }
+        };
+        let ctx = self.context(Some(stage), previous.as_ref(), &live);
+        let from = previous
+            .as_ref()
+            .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+        self.notify
+            .send(
+                Some(stage),
+                EventKind::StageStarted,
+                &ctx,
+                &format!("{from} → {}", self.plan.target),
+            )
+            .await;
+
+        if resume {
+            self.reporter.step(
+                Some(&stage.name),
+                "resuming: the target is already applied, waiting for its rollout",
+            );
+        } else {
+            self.before_change(stage, &ctx).await?;
+        }
+
+        self.reporter
+            .step(Some(&stage.name), &format!("applying {}", self.plan.target));
+        self.cluster
+            .apply(stage, &self.plan.target, previous.as_ref())
+            .await
+            .map_err(|e| Self::infra(stage, &e))?;
+        match self.cluster.wait_rollout(stage).await {
+            Ok(Completion::Succeeded) => self.reporter.step(Some(&stage.name), "rollout complete"),
+            Ok(Completion::Failed(why)) => {
+                return Err(self
+                    .roll_back(
+                        stage,
+                        &ctx,
+                        previous.as_ref(),
+                        format!("rollout failed: {why}"),
+                    )
+                    .await);
+            }
+            Err(e) => {
+                return Err(self
+                    .roll_back(stage, &ctx, previous.as_ref(), format!("rollout: {e}"))
+                    .await);
+            }
+        }
+        if let Some(bake) = &stage.bake
+            && let Err(why) = self.bake(stage, bake, &ctx).await
+        {
+            return Err(self
+                .roll_back(
+                    stage,
+                    &ctx,
+                    previous.as_ref(),
+                    format!("bake failed: {why}"),
+                )
+                .await);
+        }
+        self.record(
+            stage,
+            "deployed",
+            &self.plan.target,
+            previous.as_ref(),
+            None,
+        )
+        .await;
+        self.notify
+            .send(
+                Some(stage),
+                EventKind::StageSucceeded,
+                &ctx,
+                &format!("serving {}", self.plan.target),
+            )
+            .await;
+        self.reporter
+            .step(Some(&stage.name), &format!("serving {}", self.plan.target));
+        self.post_migrations_if_due(stage, &live).await?;
+        Ok(true)
+    }
+
+    /// Pre-checks, then pre-deployment migrations where due: everything before the apply.
+    async fn before_change(
+        &self,
+        stage: &StagePlan,
+        ctx: &DeployContext,
+    ) -> Result<(), DeployOutcome> {
+        self.pre_checks(stage, ctx).await?;
+        if stage.first_of_environment && self.plan.pre_migrations {
+            self.reporter
+                .step(Some(&stage.name), "running pre-deployment migrations");
+            match self
+                .cluster
+                .migrate(stage, Migration::Pre, &self.plan.target)
+                .await
+            {
+                Ok(Completion::Succeeded) => {}
+                Ok(Completion::Failed(why)) => {
+                    let reason =
+                        format!("pre-deployment migrations failed: {why}; nothing was applied");
+                    return Err(self.stage_failed(stage, ctx, reason, None).await);
+                }
+                Err(e) => return Err(Self::infra(stage, &e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn pre_checks(
+        &self,
+        stage: &StagePlan,
+        ctx: &DeployContext,
+    ) -> Result<(), DeployOutcome> {
+        if stage.pre_checks.is_empty() {
+            return Ok(());
+        }
+        self.reporter.step(
+            Some(&stage.name),
+            &format!("pre-checks: {}", stage.pre_checks.join(", ")),
+        );
+        let results = self.checks.run(stage, &stage.pre_checks, ctx).await;
+        if let Err(reason) = decide::pre_check_verdict(&results) {
+            self.notify
+                .send(Some(stage), EventKind::CheckBlocked, ctx, &reason)
+                .await;
+            return Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!("pre-checks: {reason}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn bake(
+        &self,
+        stage: &StagePlan,
+        plan: &super::plan::BakePlan,
+        ctx: &DeployContext,
+    ) -> Result<Tally, String> {
+        self.reporter.step(
+            Some(&stage.name),
+            &format!(
+                "baking for {}s, checking every {}s",
+                plan.duration.as_secs(),
+                plan.interval.as_secs()
+            ),
+        );
+        tokio::time::sleep(plan.initial_delay).await;
+        let started = Instant::now();
+        let mut tally = Tally::default();
+        loop {
+            let results = self.checks.run(stage, &plan.checks, ctx).await;
+            for r in &results {
+                let text = match &r.outcome {
+                    CheckOutcome::Pass => "pass".to_owned(),
+                    CheckOutcome::Fail(why) => format!("FAIL: {why}"),
+                    CheckOutcome::Unknown(why) => format!("unknown: {why}"),
+                    CheckOutcome::Errored(why) => format!("error: {why}"),
+                };
+                let elapsed = started.elapsed().as_secs();
+                self.reporter.step(
+                    Some(&stage.name),
+                    &format!(
+                        "bake {elapsed}s/{}s: {} {text}",
+                        plan.duration.as_secs(),
+                        r.check
+                    ),
+                );
+            }
+            if let Round::Fail(why) = bake::assess(plan, &mut tally, &results) {
+                return Err(why);
+            }
+            if started.elapsed() + plan.interval > plan.duration {
+                break;
+            }
+            tokio::time::sleep(plan.interval).await;
+        }
+        if tally.passed == 0 {
+            return Err("no round of checks passed during the bake".into());
+        }
+        Ok(tally)
+    }
+
+    async fn roll_back(
+        &self,
+        stage: &StagePlan,
+        ctx: &DeployContext,
+        to: Option<&Version>,
+        reason: String,
+    ) -> DeployOutcome {
+        self.reporter
+            .step(Some(&stage.name), &format!("{reason}; rolling back"));
+        self.notify
+            .send(Some(stage), EventKind::StageFailed, ctx, &reason)
+            .await;
+        let watermark = match self.cluster.watermark(&stage.environment).await {
+            Ok(mark) => mark,
+            Err(e) => {
+                let why = format!(
+                    "{reason}; rollback not attempted: cannot read the migration watermark: {e}"
+                );
+                self.notify
+                    .send(Some(stage), EventKind::RollbackFailed, ctx, &why)
+                    .await;
+                return DeployOutcome::RollbackFailed {
+                    stage: stage.name.clone(),
+                    reason: why,
+                };
+            }
+        };
+        if let RollbackDecision::Refused(why) =
+            decide::rollback_decision(to, watermark.as_ref(), false)
+        {
+            let why = format!("{reason}; rollback refused: {why}");
+            self.reporter.step(Some(&stage.name), &why);
+            self.notify
+                .send(Some(stage), EventKind::RollbackRefused, ctx, &why)
+                .await;
+            self.record(stage, "failed", &self.plan.target, to, Some(&why))
+                .await;
+            return DeployOutcome::RollbackFailed {
+                stage: stage.name.clone(),
+                reason: why,
+            };
+        }
+        let Some(to) = to else {
+            unreachable!("rollback_decision refuses a missing version")
+        };
+        self.notify
+            .send(
+                Some(stage),
+                EventKind::RollbackStarted,
+                ctx,
+                &format!("rolling back to {to}"),
+            )
+            .await;
+        let result = match self.cluster.apply(stage, to, Some(&self.plan.target)).await {
+            Ok(()) => self.cluster.wait_rollout(stage).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Completion::Succeeded) => {
+                self.reporter.step(
+                    Some(&stage.name),
+                    &format!("rolled back: serving {to} again"),
+                );
+                self.notify
+                    .send(
+                        Some(stage),
+                        EventKind::RollbackSucceeded,
+                        ctx,
+                        &format!("serving {to} again"),
+                    )
+                    .await;
+                self.record(
+                    stage,
+                    "rolled-back",
+                    to,
+                    Some(&self.plan.target),
+                    Some(&reason),
+                )
+                .await;
+                DeployOutcome::Failed {
+                    stage: stage.name.clone(),
+                    reason,
+                    rolled_back_to: Some(to.clone()),
+                }
+            }
+            Ok(Completion::Failed(why)) => self.rollback_failed(stage, ctx, &reason, &why).await,
+            Err(e) => {
+                self.rollback_failed(stage, ctx, &reason, &e.to_string())
+                    .await
+            }
+        }
+    }
+
+    async fn rollback_failed(
+        &self,
+        stage: &StagePlan,
+        ctx: &DeployContext,
+        reason: &str,
+        why: &str,
+    ) -> DeployOutcome {
+        let why = format!("{reason}; the rollback failed too: {why}");
+        self.notify
+            .send(Some(stage), EventKind::RollbackFailed, ctx, &why)
+            .await;
+        DeployOutcome::RollbackFailed {
+            stage: stage.name.clone(),
+            reason: why,
+        }
+    }
+
+    async fn stage_failed(
+        &self,
+        stage: &StagePlan,
+        ctx: &DeployContext,
+        reason: String,
+        rolled_back_to: Option<Version>,
+    ) -> DeployOutcome {
+        self.notify
+            .send(Some(stage), EventKind::StageFailed, ctx, &reason)
+            .await;
+        self.record(stage, "failed", &self.plan.target, None, Some(&reason))
+            .await;
+        DeployOutcome::Failed {
+            stage: stage.name.clone(),
+            reason,
+            rolled_back_to,
+        }
+    }
+
+    /// Post-deployment migrations after `stage`, unless the watermark shows they ran.
+    async fn post_migrations_if_due(
+        &self,
+        stage: &StagePlan,
+        live: &StageLive,
+    ) -> Result<(), DeployOutcome> {
+        if !(stage.post_migrations_after && self.plan.post_migrations) {
+            return Ok(());
+        }
+        let mark = self
+            .cluster
+            .watermark(&stage.environment)
+            .await
+            .map_err(|e| Self::infra(stage, &e))?;
+        if mark.as_ref().is_some_and(|m| *m >= self.plan.target) {
+            return Ok(());
+        }
+        self.reporter
+            .step(Some(&stage.name), "running post-deployment migrations");
+        let ctx = self.context(Some(stage), None, live);
+        match self
+            .cluster
+            .migrate(stage, Migration::Post, &self.plan.target)
+            .await
+        {
+            Ok(Completion::Succeeded) => {
+                self.cluster
+                    .set_watermark(&stage.environment, &self.plan.target)
+                    .await
+                    .map_err(|e| Self::infra(stage, &e))?;
+                self.reporter.step(
+                    Some(&stage.name),
+                    &format!(
+                        "post-deployment migrations of {} done; rollbacks below it are refused",
+                        self.plan.target
+                    ),
+                );
+                Ok(())
+            }
+            Ok(Completion::Failed(why)) => {
+                // The new version serves and is healthy; the schema is part-way. Rolling back
+                // would not undo it: a human decides.
+                let reason = format!(
+                    "post-deployment migrations failed: {why}; {} keeps serving",
+                    self.plan.target
+                );
+                self.notify
+                    .send(Some(stage), EventKind::StageFailed, &ctx, &reason)
+                    .await;
+                Err(DeployOutcome::Failed {
+                    stage: stage.name.clone(),
+                    reason,
+                    rolled_back_to: None,
+                })
+            }
+            Err(e) => Err(Self::infra(stage, &e)),
+        }
+    }
+
+    async fn record(
+        &self,
+        stage: &StagePlan,
+        action: &'static str,
+        version: &Version,
+        previous: Option<&Version>,
+        reason: Option<&str>,
+    ) {
+        let record = HistoryRecord {
+            deploy_id: self.plan.deploy_id.clone(),
+            action,
+            version: version.to_string(),
+            previous: previous.map(ToString::to_string),
+            reason: reason.map(str::to_owned),
+            pipeline_url: self.plan.pipeline_url.clone(),
+        };
+        if let Err(e) = self.cluster.record(stage, record).await {
+            self.reporter.step(
+                Some(&stage.name),
+                &format!("could not write the stage's history: {e}"),
+            );
+        }
+    }
+
+    fn context(
+        &self,
+        stage: Option<&StagePlan>,
+        previous: Option<&Version>,
+        live: &StageLive,
+    ) -> DeployContext {
+        DeployContext {
+            component: self.plan.component.clone(),
+            version: self.plan.target.to_string(),
+            previous_version: previous.map(ToString::to_string),
+            stage: stage.map(|s| s.name.clone()).unwrap_or_default(),
+            environment: stage.map(|s| s.environment.clone()).unwrap_or_default(),
+            pipeline_url: self.plan.pipeline_url.clone(),
+            workloads: live
+                .workloads
+                .iter()
+                .map(|w| {
+                    let (workload, container) =
+                        w.name.split_once('/').unwrap_or((w.name.as_str(), ""));
+                    WorkloadVersion {
+                        cluster: w.cluster.clone(),
+                        namespace: String::new(),
+                        workload: workload.to_owned(),
+                        container: container.to_owned(),
+                        image: String::new(),
+                        version: w.version.as_ref().map(ToString::to_string),
+                    }
+                })
+                .collect(),
+            app_version: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::testing::{
+        Call, FakeChecks, FakeCluster, FakeNotify, Lines, bake, plan, stage,
+    };
+
+    fn three_stages() -> Vec<StagePlan> {
+        let mut cny = stage("gstg-cny", "gstg", false);
+        cny.last_of_environment = false;
+        let mut gstg = stage("gstg", "gstg", false);
+        gstg.first_of_environment = false;
+        let gprd = stage("gprd", "gprd", true);
+        vec![cny, gstg, gprd]
+    }
+
+    fn cluster_at(version: &str) -> FakeCluster {
+        FakeCluster::with(&[
+            ("gstg-cny", &[version]),
+            ("gstg", &[version, version]),
+            ("gprd", &[version, version]),
+        ])
+    }
+
+    async fn run(plan: &Plan, cluster: &FakeCluster) -> (DeployOutcome, FakeNotify, Lines) {
+        let notify = FakeNotify::default();
+        let lines = Lines::default();
+        let outcome = deploy(plan, cluster, &FakeChecks::default(), &notify, &lines).await;
+        (outcome, notify, lines)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_walks_the_stages_and_stops_at_the_manual_gate_until_approved() {
+        let cluster = cluster_at("v1.0.0");
+        let p = plan("v2.0.0", three_stages());
+        let (outcome, notify, lines) = run(&p, &cluster).await;
+        assert_eq!(
+            outcome,
+            DeployOutcome::AwaitingApproval {
+                stage: "gprd".into()
+            }
+        );
+        assert_eq!(outcome.outcome(), Outcome::Done);
+        assert_eq!(cluster.versions("gstg"), ["v2.0.0", "v2.0.0"]);
+        assert_eq!(cluster.versions("gprd"), ["v1.0.0", "v1.0.0"]);
+        assert!(lines.contains("tagship deploy --version v2.0.0 --approve gprd"));
+        assert_eq!(notify.kinds().last(), Some(&EventKind::AwaitingApproval));
+
+        let mut approved = p.clone();
+        approved.approved.insert("gprd".into());
+        let (outcome, notify, _) = run(&approved, &cluster).await;
+        assert_eq!(
+            outcome,
+            DeployOutcome::Done {
+                deployed: vec!["gprd".into()],
+                skipped: vec!["gstg-cny".into(), "gstg".into()]
+            }
+        );
+        assert_eq!(cluster.versions("gprd"), ["v2.0.0", "v2.0.0"]);
+        assert_eq!(
+            notify.kinds(),
+            [
+                EventKind::DeployStarted,
+                EventKind::StageStarted,
+                EventKind::StageSucceeded,
+                EventKind::DeploySucceeded
+            ]
+        );
+        let history = cluster.history.lock().unwrap();
+        assert_eq!(
+            history
+                .iter()
+                .filter(|(_, r)| r.action == "deployed")
+                .count(),
+            3
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_the_same_deploy_again_changes_nothing() {
+        let cluster = cluster_at("v2.0.0");
+        let mut p = plan("v2.0.0", three_stages());
+        p.approved.insert("gprd".into());
+        let (outcome, _, lines) = run(&p, &cluster).await;
+        assert!(matches!(outcome, DeployOutcome::Done { ref deployed, .. } if deployed.is_empty()));
+        assert!(cluster.applies().is_empty());
+        assert!(
+            !cluster
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|c| matches!(c, Call::Lock(_))),
+            "no lock is taken for nothing"
+        );
+        assert!(lines.contains("already serving v2.0.0"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_rollout_is_rolled_back_and_later_stages_are_untouched() {
+        let cluster = cluster_at("v1.0.0");
+        let (outcome, notify, _) = run(&plan("v2.0.0-crashloop", three_stages()), &cluster).await;
+        match &outcome {
+            DeployOutcome::Failed {
+                stage,
+                reason,
+                rolled_back_to,
+            } => {
+                assert_eq!(stage, "gstg-cny");
+                assert!(reason.contains("ProgressDeadlineExceeded"), "{reason}");
+                assert_eq!(
+                    rolled_back_to.as_ref().map(ToString::to_string).as_deref(),
+                    Some("v1.0.0")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(outcome.outcome(), Outcome::Failed);
+        assert_eq!(cluster.versions("gstg-cny"), ["v1.0.0"]);
+        assert_eq!(
+            cluster.applies(),
+            [
+                ("gstg-cny".into(), "v2.0.0-crashloop".into()),
+                ("gstg-cny".into(), "v1.0.0".into())
+            ]
+        );
+        let kinds = notify.kinds();
+        assert!(
+            kinds.contains(&EventKind::RollbackStarted)
+                && kinds.contains(&EventKind::RollbackSucceeded)
+        );
+        assert!(
+            cluster
+                .calls
+                .lock()
+                .unwrap()
+                .contains(&Call::Unlock("gstg".into())),
+            "the lock is released on failure"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_bake_is_rolled_back() {
+        let cluster = cluster_at("v2.0.0");
+        let mut stages = three_stages();
+        stages[0].bake = Some(bake());
+        let (outcome, _, lines) = run(&plan("v3.0.0-errors", stages), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Failed { reason, .. } if reason.contains("bake failed")),
+            "{outcome:?}"
+        );
+        assert_eq!(cluster.versions("gstg-cny"), ["v2.0.0"]);
+        assert!(lines.contains("health FAIL"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_healthy_bake_checks_every_interval_for_its_duration() {
+        let cluster = cluster_at("v1.0.0");
+        let mut stages = three_stages();
+        stages[0].bake = Some(bake());
+        let checks = FakeChecks::default();
+        let started = Instant::now();
+        let outcome = deploy(
+            &plan("v2.0.0", stages),
+            &cluster,
+            &checks,
+            &FakeNotify::default(),
+            &Lines::default(),
+        )
+        .await;
+        assert!(
+            matches!(outcome, DeployOutcome::AwaitingApproval { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            checks.runs.lock().unwrap().len(),
+            7,
+            "rounds at 0, 10, ..., 60 s: the last at the end of the bake"
+        );
+        assert!(started.elapsed() >= Duration::from_mins(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_pre_check_blocks_with_nothing_changed() {
+        let cluster = cluster_at("v1.0.0");
+        let mut stages = three_stages();
+        stages[0].pre_checks = vec!["unhealthy-now".into()];
+        let (outcome, notify, _) = run(&plan("v2.0.0", stages.clone()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Blocked { stage, .. } if stage == "gstg-cny"),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.outcome(), Outcome::Blocked);
+        assert!(cluster.applies().is_empty());
+        assert!(notify.kinds().contains(&EventKind::CheckBlocked));
+
+        stages[0].pre_checks = vec!["broken".into()];
+        let (outcome, _, _) = run(&plan("v2.0.0", stages), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Blocked { reason, .. } if reason.contains("could not run")),
+            "{outcome:?}"
+        );
+        assert!(
+            cluster.applies().is_empty(),
+            "a crashing check fails closed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_pre_deployment_migration_stops_the_stage_with_nothing_applied() {
+        let cluster = cluster_at("v1.0.0");
+        let mut p = plan("v2.0.0-fail", three_stages());
+        p.pre_migrations = true;
+        let (outcome, _, _) = run(&p, &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Failed { reason, rolled_back_to: None, .. } if reason.contains("nothing was applied")),
+            "{outcome:?}"
+        );
+        assert!(cluster.applies().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pre_migrations_run_once_per_environment_and_post_migrations_set_the_watermark() {
+        let cluster = cluster_at("v1.0.0");
+        let mut stages = three_stages();
+        stages[1].post_migrations_after = true;
+        let mut p = plan("v2.0.0", stages);
+        p.pre_migrations = true;
+        p.post_migrations = true;
+        p.until = Some("gstg".into());
+        let (outcome, _, _) = run(&p, &cluster).await;
+        assert!(matches!(outcome, DeployOutcome::Done { .. }), "{outcome:?}");
+        let migrations: Vec<_> = cluster
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| matches!(c, Call::Migrate { .. }))
+            .cloned()
+            .collect();
+        assert_eq!(
+            migrations,
+            [
+                Call::Migrate {
+                    stage: "gstg-cny".into(),
+                    kind: Migration::Pre,
+                    version: "v2.0.0".into()
+                },
+                Call::Migrate {
+                    stage: "gstg".into(),
+                    kind: Migration::Post,
+                    version: "v2.0.0".into()
+                },
+            ]
+        );
+        assert_eq!(
+            cluster.watermarks.lock().unwrap()["gstg"].to_string(),
+            "v2.0.0"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rollback_below_the_watermark_is_refused_with_the_reason() {
+        let cluster = cluster_at("v1.0.0");
+        cluster
+            .watermarks
+            .lock()
+            .unwrap()
+            .insert("gstg".into(), "v1.5.0".parse().unwrap());
+        let (outcome, notify, _) = run(&plan("v2.0.0-crashloop", three_stages()), &cluster).await;
+        match &outcome {
+            DeployOutcome::RollbackFailed { reason, .. } => assert!(
+                reason.contains("post-deployment migrations of v1.5.0"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(outcome.outcome(), Outcome::RollbackFailed);
+        assert!(notify.kinds().contains(&EventKind::RollbackRefused));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_lock_is_waited_for_then_times_out_naming_the_holder() {
+        let cluster = cluster_at("v1.0.0");
+        *cluster.held_by.lock().unwrap() = Some(Holder {
+            who: "rails-auto-deploy".into(),
+            reason: Some("deploying the app".into()),
+            pipeline_url: Some("https://ci.example/p/9".into()),
+            since: None,
+        });
+        let started = Instant::now();
+        let (outcome, notify, lines) = run(&plan("v2.0.0", three_stages()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::LockTimeout { holder, .. } if holder.who == "rails-auto-deploy"),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.outcome(), Outcome::LockTimeout);
+        assert!(started.elapsed() >= Duration::from_mins(1));
+        assert!(lines.contains("held by `rails-auto-deploy` (deploying the app)"));
+        assert_eq!(
+            notify
+                .kinds()
+                .iter()
+                .filter(|k| **k == EventKind::LockWaiting)
+                .count(),
+            1,
+            "told once"
+        );
+        assert!(cluster.applies().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lock_stops_the_run() {
+        let cluster = cluster_at("v1.0.0");
+        let mut stages = three_stages();
+        stages[0].bake = Some(bake());
+        *cluster.lose_lock_after.lock().unwrap() = Some(1);
+        let (outcome, _, _) = run(&plan("v2.0.0", stages), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Failed { reason, .. } if reason.contains("taken over by `intruder`")),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_downgrade_is_refused_before_any_change() {
+        let cluster = cluster_at("v3.0.0");
+        let (outcome, _, _) = run(&plan("v2.0.0", three_stages()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Blocked { reason, .. } if reason.contains("--allow-downgrade")),
+            "{outcome:?}"
+        );
+        assert!(cluster.applies().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupted_run_is_finished_by_running_it_again() {
+        // The earlier run applied v2.0.0 to gstg-cny and was killed during the rollout.
+        let cluster = cluster_at("v1.0.0");
+        cluster
+            .live
+            .lock()
+            .unwrap()
+            .insert("gstg-cny".into(), vec!["v2.0.0".parse().unwrap()]);
+        cluster
+            .previous
+            .lock()
+            .unwrap()
+            .insert("gstg-cny".into(), "v1.0.0".parse().unwrap());
+        cluster.incomplete.lock().unwrap().insert("gstg-cny".into());
+        let mut stages = three_stages();
+        stages[0].pre_checks = vec!["unhealthy-now".into()];
+        let (outcome, _, lines) = run(&plan("v2.0.0", stages), &cluster).await;
+        assert!(
+            matches!(outcome, DeployOutcome::AwaitingApproval { .. }),
+            "{outcome:?}"
+        );
+        assert!(lines.contains("resuming"));
+        assert_eq!(cluster.versions("gstg"), ["v2.0.0", "v2.0.0"]);
+    }
+}

@@ -1,0 +1,199 @@
+//! The ports the driver acts through. Named for their role; the implementations are named for
+//! their technology (`KubeCluster`, `PluginHost`) and live in the adapters.
+//!
+//! `Err` from a port means infrastructure failed (the API server is unreachable); what a check
+//! found is data ([`CheckOutcome`]), never an `Err`.
+
+use crate::context::{DeployContext, EventKind};
+use crate::version::Version;
+
+use super::plan::StagePlan;
+
+/// Infrastructure failed; the message names the object and the cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PortError(pub String);
+
+/// One workload container of a stage as it is live now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadLive {
+    /// Kubeconfig context.
+    pub cluster: String,
+    /// `deployment/container`, for messages.
+    pub name: String,
+    /// The component version its image carries; `None` when the tag is not one of ours.
+    pub version: Option<Version>,
+    /// The version tagship recorded as previous when it last applied (annotation).
+    pub previous: Option<Version>,
+    /// The rollout is complete by kubectl's rule.
+    pub complete: bool,
+}
+
+/// A stage as it is live now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StageLive {
+    /// Every workload container of every cluster of the stage.
+    pub workloads: Vec<WorkloadLive>,
+}
+
+/// Who holds a lock, as people need to read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Holder identity.
+    pub who: String,
+    /// Why they hold it.
+    pub reason: Option<String>,
+    /// Their pipeline.
+    pub pipeline_url: Option<String>,
+    /// Since when (RFC 3339).
+    pub since: Option<String>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`", self.who)?;
+        if let Some(since) = &self.since {
+            write!(f, " since {since}")?;
+        }
+        if let Some(reason) = &self.reason {
+            write!(f, " ({reason})")?;
+        }
+        if let Some(url) = &self.pipeline_url {
+            write!(f, " {url}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of one attempt to take an environment's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAttempt {
+    /// Ours now (or already).
+    Acquired,
+    /// Someone else has it.
+    Held(Holder),
+}
+
+/// How a rollout or a migration Job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Done.
+    Succeeded,
+    /// Failed, with the reason the cluster gave (e.g. `ProgressDeadlineExceeded`).
+    Failed(String),
+}
+
+/// Which migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migration {
+    /// Before the apply, in the first stage of an environment.
+    Pre,
+    /// After the configured stage is healthy.
+    Post,
+}
+
+/// What one check said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckOutcome {
+    /// Passed.
+    Pass,
+    /// Failed, with the reason.
+    Fail(String),
+    /// Could not decide (no data).
+    Unknown(String),
+    /// The check itself could not run (plugin crashed, errored, was denied).
+    Errored(String),
+}
+
+/// One check's name and outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    /// The plugin's name.
+    pub check: String,
+    /// What it said.
+    pub outcome: CheckOutcome,
+}
+
+/// One line of a stage's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryRecord {
+    /// The deploy run.
+    pub deploy_id: String,
+    /// What happened: `deployed`, `rolled-back`, `failed`.
+    pub action: &'static str,
+    /// The version live after it.
+    pub version: String,
+    /// The version before it.
+    pub previous: Option<String>,
+    /// Why, for failures and rollbacks.
+    pub reason: Option<String>,
+    /// The pipeline.
+    pub pipeline_url: Option<String>,
+}
+
+/// The clusters of the stages.
+#[allow(
+    async_fn_in_trait,
+    reason = "used through generics only, never as a trait object"
+)]
+pub trait Cluster {
+    /// Reads every workload of the stage (all its clusters).
+    async fn live(&self, stage: &StagePlan) -> Result<StageLive, PortError>;
+    /// One attempt to take (or renew) the environment's lock.
+    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError>;
+    /// Releases the environment's lock if this run holds it.
+    async fn unlock(&self, environment: &str) -> Result<(), PortError>;
+    /// Runs migrations with `version`'s image in the stage and waits for them.
+    async fn migrate(
+        &self,
+        stage: &StagePlan,
+        kind: Migration,
+        version: &Version,
+    ) -> Result<Completion, PortError>;
+    /// Applies `version` to every workload of the stage (all clusters), recording `previous`.
+    async fn apply(
+        &self,
+        stage: &StagePlan,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> Result<(), PortError>;
+    /// Waits until every workload of the stage has rolled out, or one failed.
+    async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError>;
+    /// Appends to the stage's history.
+    async fn record(&self, stage: &StagePlan, record: HistoryRecord) -> Result<(), PortError>;
+    /// The environment's post-deployment migration watermark.
+    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError>;
+    /// Sets the environment's watermark.
+    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError>;
+}
+
+/// Health and compat checks.
+#[allow(async_fn_in_trait, reason = "used through generics only")]
+pub trait Checks {
+    /// Runs each named check for the stage; one result per name, in order.
+    async fn run(
+        &self,
+        stage: &StagePlan,
+        checks: &[String],
+        ctx: &DeployContext,
+    ) -> Vec<CheckResult>;
+}
+
+/// Notifiers. Never fails and never blocks the deploy: a delivery failure is logged inside.
+#[allow(async_fn_in_trait, reason = "used through generics only")]
+pub trait Notify {
+    /// Sends one event to the notifiers configured for its stage (or all, without a stage).
+    async fn send(
+        &self,
+        stage: Option<&StagePlan>,
+        kind: EventKind,
+        ctx: &DeployContext,
+        message: &str,
+    );
+}
+
+/// What the run reports as it goes (terminal, CI log, JSON report).
+pub trait Reporter {
+    /// One step, as it happens.
+    fn step(&self, stage: Option<&str>, message: &str);
+}

@@ -1,0 +1,343 @@
+//! Fakes of the ports for driver tests, faithful to what the real adapters do: a version whose
+//! text contains `crashloop` fails its rollout, `errors` fails health checks, `fail` fails its
+//! migration Job (the same conventions as the kubelet stand-in and the traffic simulator).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::context::{DeployContext, EventKind};
+use crate::version::Version;
+
+use super::plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
+use super::ports::{
+    CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt,
+    Migration, Notify, PortError, Reporter, StageLive, WorkloadLive,
+};
+
+pub(crate) fn stage(name: &str, environment: &str, manual: bool) -> StagePlan {
+    StagePlan {
+        name: name.into(),
+        environment: environment.into(),
+        gate: if manual { Gate::Manual } else { Gate::Auto },
+        first_of_environment: true,
+        last_of_environment: true,
+        post_migrations_after: false,
+        pre_checks: vec![],
+        bake: None,
+    }
+}
+
+pub(crate) fn bake() -> BakePlan {
+    BakePlan {
+        checks: vec!["health".into()],
+        duration: Duration::from_mins(1),
+        interval: Duration::from_secs(10),
+        initial_delay: Duration::ZERO,
+        failure_limit: 0,
+        consecutive_error_limit: 4,
+        unknown: UnknownPolicy::Fail,
+    }
+}
+
+pub(crate) fn plan(target: &str, stages: Vec<StagePlan>) -> Plan {
+    Plan {
+        component: "registry".into(),
+        target: target.parse().expect("valid version"),
+        stages,
+        approved: BTreeSet::new(),
+        until: None,
+        allow_downgrade: false,
+        pre_migrations: false,
+        post_migrations: false,
+        lock_wait: Duration::from_mins(1),
+        lock_ttl: Duration::from_mins(2),
+        deploy_id: "test-run".into(),
+        pipeline_url: Some("https://ci.example/pipelines/1".into()),
+    }
+}
+
+/// Everything the fake cluster was asked to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Call {
+    Apply {
+        stage: String,
+        version: String,
+    },
+    Migrate {
+        stage: String,
+        kind: Migration,
+        version: String,
+    },
+    Lock(String),
+    Unlock(String),
+}
+
+#[derive(Default)]
+pub(crate) struct FakeCluster {
+    /// stage → versions live, one per workload.
+    pub live: Mutex<BTreeMap<String, Vec<Version>>>,
+    /// stage → rollout incomplete (an interrupted run).
+    pub incomplete: Mutex<BTreeSet<String>>,
+    /// stage → previous version annotation.
+    pub previous: Mutex<BTreeMap<String, Version>>,
+    pub held_by: Mutex<Option<Holder>>,
+    /// After this many successful lock calls, someone takes the lock over.
+    pub lose_lock_after: Mutex<Option<usize>>,
+    pub watermarks: Mutex<BTreeMap<String, Version>>,
+    pub history: Mutex<Vec<(String, HistoryRecord)>>,
+    pub calls: Mutex<Vec<Call>>,
+}
+
+impl FakeCluster {
+    pub(crate) fn with(stages: &[(&str, &[&str])]) -> Self {
+        let fake = FakeCluster::default();
+        for (stage, versions) in stages {
+            fake.live.lock().unwrap().insert(
+                (*stage).into(),
+                versions.iter().map(|v| v.parse().unwrap()).collect(),
+            );
+        }
+        fake
+    }
+
+    pub(crate) fn versions(&self, stage: &str) -> Vec<String> {
+        self.live.lock().unwrap()[stage]
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    pub(crate) fn applies(&self) -> Vec<(String, String)> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|c| match c {
+                Call::Apply { stage, version } => Some((stage.clone(), version.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Cluster for FakeCluster {
+    async fn live(&self, stage: &StagePlan) -> Result<StageLive, PortError> {
+        let live = self.live.lock().unwrap();
+        let versions = live
+            .get(&stage.name)
+            .ok_or_else(|| PortError(format!("no stage `{}`", stage.name)))?;
+        let incomplete = self.incomplete.lock().unwrap().contains(&stage.name);
+        let previous = self.previous.lock().unwrap().get(&stage.name).cloned();
+        Ok(StageLive {
+            workloads: versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| WorkloadLive {
+                    cluster: format!("cluster-{i}"),
+                    name: "gitlab-registry/registry".into(),
+                    version: Some(v.clone()),
+                    previous: previous.clone(),
+                    complete: !incomplete && !v.to_string().contains("crashloop"),
+                })
+                .collect(),
+        })
+    }
+
+    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError> {
+        let mut lose = self.lose_lock_after.lock().unwrap();
+        if let Some(n) = lose.as_mut() {
+            if *n == 0 {
+                *self.held_by.lock().unwrap() = Some(Holder {
+                    who: "intruder".into(),
+                    reason: None,
+                    pipeline_url: None,
+                    since: None,
+                });
+            } else {
+                *n -= 1;
+            }
+        }
+        if let Some(holder) = self.held_by.lock().unwrap().clone() {
+            return Ok(LockAttempt::Held(holder));
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Lock(environment.into()));
+        Ok(LockAttempt::Acquired)
+    }
+
+    async fn unlock(&self, environment: &str) -> Result<(), PortError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Unlock(environment.into()));
+        Ok(())
+    }
+
+    async fn migrate(
+        &self,
+        stage: &StagePlan,
+        kind: Migration,
+        version: &Version,
+    ) -> Result<Completion, PortError> {
+        self.calls.lock().unwrap().push(Call::Migrate {
+            stage: stage.name.clone(),
+            kind,
+            version: version.to_string(),
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if version.to_string().contains("fail") {
+            Ok(Completion::Failed(
+                "Job `registry-migrate` failed: BackoffLimitExceeded".into(),
+            ))
+        } else {
+            Ok(Completion::Succeeded)
+        }
+    }
+
+    async fn apply(
+        &self,
+        stage: &StagePlan,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> Result<(), PortError> {
+        self.calls.lock().unwrap().push(Call::Apply {
+            stage: stage.name.clone(),
+            version: version.to_string(),
+        });
+        let mut live = self.live.lock().unwrap();
+        for v in live.get_mut(&stage.name).expect("stage exists") {
+            *v = version.clone();
+        }
+        if let Some(previous) = previous {
+            self.previous
+                .lock()
+                .unwrap()
+                .insert(stage.name.clone(), previous.clone());
+        }
+        self.incomplete.lock().unwrap().remove(&stage.name);
+        Ok(())
+    }
+
+    async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError> {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let crashing = self.live.lock().unwrap()[&stage.name]
+            .iter()
+            .any(|v| v.to_string().contains("crashloop"));
+        if crashing {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(Completion::Failed("ProgressDeadlineExceeded".into()))
+        } else {
+            Ok(Completion::Succeeded)
+        }
+    }
+
+    async fn record(&self, stage: &StagePlan, record: HistoryRecord) -> Result<(), PortError> {
+        self.history
+            .lock()
+            .unwrap()
+            .push((stage.name.clone(), record));
+        Ok(())
+    }
+
+    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError> {
+        Ok(self.watermarks.lock().unwrap().get(environment).cloned())
+    }
+
+    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError> {
+        self.watermarks
+            .lock()
+            .unwrap()
+            .insert(environment.into(), version.clone());
+        Ok(())
+    }
+}
+
+/// Health checks that fail when the target contains `errors`; `broken` errors; `unhealthy-now` fails.
+#[derive(Default)]
+pub(crate) struct FakeChecks {
+    pub runs: Mutex<Vec<(String, String)>>,
+}
+
+impl Checks for FakeChecks {
+    async fn run(
+        &self,
+        stage: &StagePlan,
+        checks: &[String],
+        ctx: &DeployContext,
+    ) -> Vec<CheckResult> {
+        let mut out = Vec::new();
+        for check in checks {
+            self.runs
+                .lock()
+                .unwrap()
+                .push((stage.name.clone(), check.clone()));
+            // Stands for a health signal that turns bad once an `errors` release serves.
+            let serving_errors = ctx.version.contains("errors");
+            let outcome = match check.as_str() {
+                "broken" => CheckOutcome::Errored("plugin `broken` crashed: wasm trap".into()),
+                "unhealthy-now" => {
+                    CheckOutcome::Fail("gitlab_deployment_health:service = 0".into())
+                }
+                _ if serving_errors => CheckOutcome::Fail("error ratio 0.20 > 0.05".into()),
+                _ => CheckOutcome::Pass,
+            };
+            out.push(CheckResult {
+                check: check.clone(),
+                outcome,
+            });
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct FakeNotify {
+    pub events: Mutex<Vec<(Option<String>, EventKind)>>,
+}
+
+impl FakeNotify {
+    pub(crate) fn kinds(&self) -> Vec<EventKind> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, k)| *k)
+            .collect()
+    }
+}
+
+impl Notify for FakeNotify {
+    async fn send(
+        &self,
+        stage: Option<&StagePlan>,
+        kind: EventKind,
+        _ctx: &DeployContext,
+        _message: &str,
+    ) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((stage.map(|s| s.name.clone()), kind));
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Lines(pub Mutex<Vec<String>>);
+
+impl Lines {
+    pub(crate) fn contains(&self, needle: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Reporter for Lines {
+    fn step(&self, stage: Option<&str>, message: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("[{}] {message}", stage.unwrap_or("-")));
+    }
+}

@@ -1,0 +1,462 @@
+//! Release versions as users write them, image tag templates, and reading the tag of an image
+//! reference.
+//!
+//! Pure: no I/O. A [`Version`] keeps the text it was written as (`v3.1.0` prints as `v3.1.0`)
+//! and compares by semver precedence, so `v3.0.0-rc1 < v3.0.0` and `3.1.0 == v3.1.0`.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+
+/// The placeholder a [`TagTemplate`] must contain exactly once.
+pub const VERSION_PLACEHOLDER: &str = "{{version}}";
+
+/// What went wrong reading a version or a tag template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// The text was empty.
+    #[error("the version is empty: expected MAJOR.MINOR.PATCH like `v3.1.0`")]
+    Empty,
+    /// The text does not have the `MAJOR.MINOR.PATCH` shape.
+    #[error("`{text}` is not a version: expected MAJOR.MINOR.PATCH like `v3.1.0`")]
+    Malformed {
+        /// The text as given.
+        text: String,
+    },
+    /// The shape is right but semver rejects a detail (a leading zero, an empty pre-release).
+    #[error("`{text}` is not a version: {reason}")]
+    Invalid {
+        /// The text as given.
+        text: String,
+        /// What semver objected to.
+        reason: String,
+    },
+    /// A tag template without `{{version}}`.
+    #[error("tag template `{template}` does not contain `{{{{version}}}}`")]
+    MissingPlaceholder {
+        /// The template as given.
+        template: String,
+    },
+    /// A tag template with `{{version}}` more than once.
+    #[error("tag template `{template}` contains `{{{{version}}}}` more than once")]
+    RepeatedPlaceholder {
+        /// The template as given.
+        template: String,
+    },
+    /// A tag template with a character no image tag may contain.
+    #[error("tag template `{template}` contains `{character}`, which an image tag cannot contain")]
+    InvalidTagCharacter {
+        /// The template as given.
+        template: String,
+        /// The offending character.
+        character: char,
+    },
+}
+
+/// A release version: an optional `v` followed by a semantic version (`v3.1.0`, `3.1.0`,
+/// `v3.0.0-rc1`).
+///
+/// Display prints the text as given. Equality, ordering and hashing use semver precedence
+/// (build metadata breaks ties, as in the `semver` crate), so `v3.1.0 == 3.1.0` and
+/// `v3.0.0-rc1 < v3.0.0 < v3.0.1`.
+#[derive(Debug, Clone)]
+pub struct Version {
+    text: String,
+    semver: semver::Version,
+}
+
+impl Version {
+    /// The text as the user wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed semantic version, without the `v` prefix.
+    pub fn semver(&self) -> &semver::Version {
+        &self.semver
+    }
+
+    /// Whether this is a pre-release (`v3.0.0-rc1`), which sorts below its release.
+    pub fn is_prerelease(&self) -> bool {
+        !self.semver.pre.is_empty()
+    }
+}
+
+impl FromStr for Version {
+    type Err = VersionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.is_empty() {
+            return Err(VersionError::Empty);
+        }
+        let bare = text.strip_prefix('v').unwrap_or(text);
+        let core = bare.split(['-', '+']).next().unwrap_or_default();
+        let numeric_parts = core.split('.').collect::<Vec<_>>();
+        let well_shaped = numeric_parts.len() == 3
+            && numeric_parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !well_shaped {
+            return Err(VersionError::Malformed {
+                text: text.to_owned(),
+            });
+        }
+        let semver = semver::Version::parse(bare).map_err(|e| VersionError::Invalid {
+            text: text.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Version {
+            text: text.to_owned(),
+            semver,
+        })
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.semver == other.semver
+    }
+}
+
+impl Eq for Version {}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.semver.cmp(&other.semver)
+    }
+}
+
+impl Hash for Version {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.semver.hash(state);
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+/// How a version becomes an image tag: a template containing `{{version}}` exactly once, such
+/// as `{{version}}-gitlab` (so `v3.1.0` is deployed as the image tag `v3.1.0-gitlab`).
+///
+/// The version is inserted as written, so the `v` prefix (or its absence) carries over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagTemplate {
+    template: String,
+    prefix: String,
+    suffix: String,
+}
+
+impl TagTemplate {
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.template
+    }
+
+    /// The image tag for `version`.
+    pub fn render(&self, version: &Version) -> String {
+        format!("{}{}{}", self.prefix, version.as_str(), self.suffix)
+    }
+
+    /// The version an image tag was rendered from, or `None` when the tag does not fit the
+    /// template or its middle is not a version (`latest`).
+    pub fn parse_tag(&self, tag: &str) -> Option<Version> {
+        tag.strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Default for TagTemplate {
+    /// The bare version: `{{version}}`.
+    fn default() -> Self {
+        TagTemplate {
+            template: VERSION_PLACEHOLDER.to_owned(),
+            prefix: String::new(),
+            suffix: String::new(),
+        }
+    }
+}
+
+impl FromStr for TagTemplate {
+    type Err = VersionError;
+
+    fn from_str(template: &str) -> Result<Self, Self::Err> {
+        let Some((prefix, suffix)) = template.split_once(VERSION_PLACEHOLDER) else {
+            return Err(VersionError::MissingPlaceholder {
+                template: template.to_owned(),
+            });
+        };
+        if suffix.contains(VERSION_PLACEHOLDER) {
+            return Err(VersionError::RepeatedPlaceholder {
+                template: template.to_owned(),
+            });
+        }
+        // Image tags are `[A-Za-z0-9_.-]`; versions supply the rest (`+` is not allowed in a
+        // tag, but that is the version's business at render time, not the template's).
+        if let Some(character) = prefix
+            .chars()
+            .chain(suffix.chars())
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
+            return Err(VersionError::InvalidTagCharacter {
+                template: template.to_owned(),
+                character,
+            });
+        }
+        Ok(TagTemplate {
+            template: template.to_owned(),
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for TagTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.template)
+    }
+}
+
+/// The tag of an image reference: `reg.example.com:5000/group/registry:v3.1.0-gitlab` →
+/// `v3.1.0-gitlab`.
+///
+/// `None` for a reference without a tag (`registry`, `reg.example.com:5000/registry`) and for
+/// any reference pinned by digest (`registry@sha256:…`, `registry:v3@sha256:…`), since the tag
+/// of a digest-pinned image says nothing reliable about what runs.
+pub fn image_tag(image_ref: &str) -> Option<&str> {
+    if image_ref.contains('@') {
+        return None;
+    }
+    // A `:` before the last `/` is a registry port, not a tag.
+    let last_segment = image_ref.rsplit('/').next().unwrap_or(image_ref);
+    let (_, tag) = last_segment.split_once(':')?;
+    (!tag.is_empty()).then_some(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> Version {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn versions_parse_with_or_without_the_v_prefix_and_print_as_written() {
+        let cases = [
+            ("v3.1.0", (3, 1, 0), ""),
+            ("3.1.0", (3, 1, 0), ""),
+            ("v3.0.0-rc1", (3, 0, 0), "rc1"),
+            ("v3.0.0-errors", (3, 0, 0), "errors"),
+            ("v17.5.0", (17, 5, 0), ""),
+            ("v1.2.3+build.7", (1, 2, 3), ""),
+        ];
+        for (text, (major, minor, patch), pre) in cases {
+            let version = v(text);
+            assert_eq!(version.to_string(), text, "{text}");
+            assert_eq!(version.as_str(), text);
+            let s = version.semver();
+            assert_eq!((s.major, s.minor, s.patch), (major, minor, patch), "{text}");
+            assert_eq!(s.pre.as_str(), pre, "{text}");
+            assert_eq!(version.is_prerelease(), !pre.is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_versions_are_refused_with_a_message_naming_the_text() {
+        let cases = [
+            (
+                "3.1",
+                "`3.1` is not a version: expected MAJOR.MINOR.PATCH like `v3.1.0`",
+            ),
+            (
+                "v3",
+                "`v3` is not a version: expected MAJOR.MINOR.PATCH like `v3.1.0`",
+            ),
+            (
+                "latest",
+                "`latest` is not a version: expected MAJOR.MINOR.PATCH like `v3.1.0`",
+            ),
+            (
+                "V3.1.0",
+                "`V3.1.0` is not a version: expected MAJOR.MINOR.PATCH like `v3.1.0`",
+            ),
+            (
+                "v3.1.0.1",
+                "`v3.1.0.1` is not a version: expected MAJOR.MINOR.PATCH like `v3.1.0`",
+            ),
+            (
+                " v3.1.0",
+                "` v3.1.0` is not a version: expected MAJOR.MINOR.PATCH like `v3.1.0`",
+            ),
+            (
+                "",
+                "the version is empty: expected MAJOR.MINOR.PATCH like `v3.1.0`",
+            ),
+        ];
+        for (text, message) in cases {
+            let err = text.parse::<Version>().unwrap_err();
+            assert_eq!(err.to_string(), message, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn well_shaped_versions_that_semver_rejects_carry_the_reason() {
+        for text in ["v03.1.0", "v3.1.0-", "v3.1.0-rc..1"] {
+            let err = text.parse::<Version>().unwrap_err();
+            assert!(matches!(err, VersionError::Invalid { .. }), "{text}: {err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("`{text}` is not a version: ")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn versions_order_by_semver_precedence() {
+        let ascending = [
+            "v2.9.9",
+            "v3.0.0-errors",
+            "v3.0.0-rc1",
+            "v3.0.0",
+            "3.0.1",
+            "v3.1.0",
+            "v3.10.0",
+            "v17.5.0",
+        ];
+        for pair in ascending.windows(2) {
+            assert!(v(pair[0]) < v(pair[1]), "{} < {}", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn the_same_version_spelled_with_and_without_v_is_equal() {
+        assert_eq!(v("v3.1.0"), v("3.1.0"));
+        assert_eq!(v("v3.1.0").cmp(&v("3.1.0")), Ordering::Equal);
+        let set = [v("v3.1.0"), v("3.1.0")]
+            .into_iter()
+            .collect::<std::collections::HashSet<_>>();
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn versions_deserialize_from_strings_and_serialize_as_written() {
+        let version: Version = serde_json::from_str("\"v3.1.0\"").unwrap();
+        assert_eq!(version, v("3.1.0"));
+        assert_eq!(serde_json::to_string(&version).unwrap(), "\"v3.1.0\"");
+        let err = serde_json::from_str::<Version>("\"3.1\"").unwrap_err();
+        assert!(err.to_string().contains("`3.1` is not a version"), "{err}");
+    }
+
+    #[test]
+    fn tag_templates_render_and_invert() {
+        let cases = [
+            ("{{version}}-gitlab", "v3.1.0", "v3.1.0-gitlab"),
+            ("{{version}}", "v3.1.0", "v3.1.0"),
+            ("{{version}}", "3.1.0", "3.1.0"),
+            ("release-{{version}}", "v3.0.0-rc1", "release-v3.0.0-rc1"),
+            ("{{version}}-gitlab", "v3.0.0-rc1", "v3.0.0-rc1-gitlab"),
+        ];
+        for (template, version, tag) in cases {
+            let template: TagTemplate = template.parse().unwrap();
+            assert_eq!(template.render(&v(version)), tag);
+            let back = template.parse_tag(tag).unwrap();
+            assert_eq!(back.as_str(), version, "{template}: {tag}");
+        }
+    }
+
+    #[test]
+    fn tags_that_do_not_fit_the_template_have_no_version() {
+        let template: TagTemplate = "{{version}}-gitlab".parse().unwrap();
+        for tag in [
+            "latest",
+            "v3.1.0",
+            "v3.1.0-ubi",
+            "main-gitlab",
+            "-gitlab",
+            "",
+        ] {
+            assert_eq!(template.parse_tag(tag), None, "{tag}");
+        }
+    }
+
+    #[test]
+    fn tag_templates_need_the_placeholder_exactly_once_and_only_tag_characters() {
+        let cases = [
+            (
+                "latest",
+                "tag template `latest` does not contain `{{version}}`",
+            ),
+            (
+                "{{ version }}",
+                "tag template `{{ version }}` does not contain `{{version}}`",
+            ),
+            (
+                "{{version}}-{{version}}",
+                "tag template `{{version}}-{{version}}` contains `{{version}}` more than once",
+            ),
+            (
+                "{{version}}:x",
+                "tag template `{{version}}:x` contains `:`, which an image tag cannot contain",
+            ),
+            (
+                "{{environment}}-{{version}}",
+                "tag template `{{environment}}-{{version}}` contains `{`, which an image tag cannot contain",
+            ),
+        ];
+        for (template, message) in cases {
+            let err = template.parse::<TagTemplate>().unwrap_err();
+            assert_eq!(err.to_string(), message, "{template}");
+        }
+        assert_eq!(TagTemplate::default().as_str(), "{{version}}");
+    }
+
+    #[test]
+    fn image_tag_reads_the_tag_after_the_last_slash() {
+        let cases = [
+            (
+                "reg.example.com:5000/group/registry:v3.1.0-gitlab",
+                Some("v3.1.0-gitlab"),
+            ),
+            (
+                "registry.example.com/gitlab-container-registry:v3.1.0",
+                Some("v3.1.0"),
+            ),
+            ("registry:v3.1.0", Some("v3.1.0")),
+            ("localhost:5000/registry:latest", Some("latest")),
+            ("reg.example.com:5000/group/registry", None),
+            ("registry", None),
+            ("registry:", None),
+            ("registry@sha256:0123abcd", None),
+            ("reg.example.com:5000/registry:v3.1.0@sha256:0123abcd", None),
+        ];
+        for (reference, tag) in cases {
+            assert_eq!(image_tag(reference), tag, "{reference}");
+        }
+    }
+}
