@@ -1,6 +1,7 @@
 //! The command line: clap definitions (their doc comments are the `--help`) and one function
 //! per command. The only place that prints errors and decides exit codes.
 
+mod lock;
 mod plugin;
 
 use std::fmt::Write as _;
@@ -41,6 +42,10 @@ pub enum OutputFormat {
 /// tagship's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The deploy lock of an environment, shared with other deployers (e.g. the app's
+    /// auto-deploy): acquire, release, status.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
     /// Tools for plugin authors: inspect a plugin, or run it once in the sandbox.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -72,6 +77,7 @@ pub fn init_logging(cli: &Cli) {
 pub async fn run(cli: Cli) -> Outcome {
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command).await,
+        Command::Lock(command) => lock::run(command).await,
     };
     result.unwrap_or_else(|error| {
         report_error(&error.error);
