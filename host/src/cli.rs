@@ -1,6 +1,7 @@
 //! The command line: clap definitions (their doc comments are the `--help`) and one function
 //! per command. The only place that prints errors and decides exit codes.
 
+mod deploy;
 mod lock;
 mod plugin;
 
@@ -42,6 +43,11 @@ pub enum OutputFormat {
 /// tagship's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Deploy a version through every stage of tagship.toml: lock, pre-checks, migrations,
+    /// server-side apply, rollout, bake, rollback on failure, manual gates, notifications.
+    /// Re-running the same command finishes an interrupted run and changes nothing where the
+    /// cluster already matches.
+    Deploy(deploy::DeployArgs),
     /// The deploy lock of an environment, shared with other deployers (e.g. the app's
     /// auto-deploy): acquire, release, status.
     #[command(subcommand)]
@@ -78,6 +84,7 @@ pub async fn run(cli: Cli) -> Outcome {
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command).await,
         Command::Lock(command) => lock::run(command).await,
+        Command::Deploy(args) => Box::pin(deploy::run(args)).await,
     };
     result.unwrap_or_else(|error| {
         report_error(&error.error);

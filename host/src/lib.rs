@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod context;
+pub mod deploy;
 pub mod exit;
 pub mod lifecycle;
 pub mod plugins;

@@ -147,23 +147,6 @@ async fn place(args: &TargetArgs) -> Result<LockPlace, CommandError> {
     })
 }
 
-/// The default holder identity.
-pub(crate) fn default_holder() -> String {
-    if let Ok(holder) = std::env::var("TAGSHIP_HOLDER") {
-        return holder;
-    }
-    if let (Ok(user), Ok(job)) = (
-        std::env::var("GITLAB_USER_LOGIN"),
-        std::env::var("CI_JOB_ID"),
-    ) {
-        return format!("{user}/job-{job}");
-    }
-    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
-    let host = fs_err::read_to_string("/etc/hostname")
-        .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned());
-    format!("{user}@{host}")
-}
-
 fn describe(info: &LockInfo) -> String {
     let mut text = format!("held by `{}`", info.holder);
     if let Some(since) = &info.since {
@@ -186,7 +169,11 @@ fn describe(info: &LockInfo) -> String {
 async fn acquire(args: AcquireArgs) -> Result<Outcome, CommandError> {
     let place = place(&args.target).await?;
     let holder = Holder {
-        id: args.target.holder.clone().unwrap_or_else(default_holder),
+        id: args
+            .target
+            .holder
+            .clone()
+            .unwrap_or_else(crate::deploy::default_holder),
         reason: args.reason.clone(),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
     };
@@ -243,7 +230,10 @@ async fn acquire(args: AcquireArgs) -> Result<Outcome, CommandError> {
 async fn release(args: TargetArgs) -> Result<Outcome, CommandError> {
     let place = place(&args).await?;
     let holder = Holder {
-        id: args.holder.clone().unwrap_or_else(default_holder),
+        id: args
+            .holder
+            .clone()
+            .unwrap_or_else(crate::deploy::default_holder),
         reason: String::new(),
         pipeline_url: None,
     };

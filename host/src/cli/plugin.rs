@@ -250,7 +250,7 @@ async fn run_once(args: RunArgs) -> Result<Outcome, CommandError> {
             let event = Event {
                 kind: EventKind::Test,
                 deploy_id: format!("test-{}", std::process::id()),
-                timestamp: now_rfc3339(),
+                timestamp: crate::context::now_rfc3339(),
                 message: format!(
                     "test event from `tagship plugin run` for {} {}",
                     ctx.component, ctx.version
@@ -279,28 +279,4 @@ fn errored(result: &mut RunResult, error: &PluginError, verdict: &'static str) -
     result.error = Some(error.kind());
     tracing::error!("{error}");
     error.outcome()
-}
-
-/// Now as RFC 3339 UTC, without pulling a date crate for one line.
-#[allow(
-    clippy::many_single_char_names,
-    reason = "the names of the published algorithm"
-)]
-pub(crate) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let (hour, minute, second) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    // Civil-from-days (Howard Hinnant's algorithm), valid for the Unix era.
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{d:02}T{hour:02}:{minute:02}:{second:02}Z")
 }

@@ -1,0 +1,733 @@
+//! Wires a deploy: the configuration becomes a [`Plan`], and the lifecycle's ports are served by
+//! the real adapters: [`KubeCluster`] for `Cluster`, [`PluginHost`] for `Checks` and `Notify`.
+//!
+//! Architecture invariant: decisions stay in `lifecycle`; this module only translates (config →
+//! plan, version ↔ image, port calls → adapter calls) and never decides what a deploy does.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use futures::future::join_all;
+use tokio::sync::OnceCell;
+
+use crate::cluster::{
+    Holder as KubeHolder, JobOutcome, JobSpec, KubeCluster, LockAttempt as KubeLock, RolloutOutcome,
+};
+use crate::config::{self, Config, OnUnknown, Stage};
+use crate::context::{DeployContext, Event, EventKind};
+use crate::lifecycle::ports::{
+    CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt,
+    Migration, Notify, PortError, Reporter, StageLive, WorkloadLive,
+};
+use crate::lifecycle::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
+use crate::plugins::{
+    Grants, Limits, Plugin, PluginError, PluginHost, PluginKind, PluginSpec, Source,
+};
+use crate::verdict::HealthStatus;
+use crate::version::{Version, image_tag};
+
+/// Annotation: the component version tagship applied.
+pub const ANNOTATION_VERSION: &str = "tagship.io/version";
+/// Annotation: the version before it (what a rollback returns to).
+pub const ANNOTATION_PREVIOUS: &str = "tagship.io/previous-version";
+/// Annotation: the pipeline that applied it.
+pub const ANNOTATION_PIPELINE: &str = "tagship.io/pipeline-url";
+/// Annotation: who applied it.
+pub const ANNOTATION_BY: &str = "tagship.io/deployed-by";
+/// Annotation: when.
+pub const ANNOTATION_AT: &str = "tagship.io/deployed-at";
+/// Key of the post-deployment migration watermark in the environment's state.
+pub const WATERMARK_KEY: &str = "post_migrated_version";
+
+/// Options of a deploy run from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Manual stages approved.
+    pub approve: BTreeSet<String>,
+    /// Stop after this stage.
+    pub until: Option<String>,
+    /// Allow deploying below the live version.
+    pub allow_downgrade: bool,
+    /// Identifies the run.
+    pub deploy_id: String,
+    /// The pipeline running it.
+    pub pipeline_url: Option<String>,
+}
+
+/// Resolves the configuration into the lifecycle's plan.
+pub fn plan(config: &Config, target: Version, options: &RunOptions) -> Plan {
+    let post_stages = config.post_migration_stages();
+    let environments = config.environments();
+    let stages = config
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let env = environments.iter().find(|e| e.stages.contains(&i));
+            StagePlan {
+                name: s.name.clone(),
+                environment: s.environment.clone(),
+                gate: match s.gate {
+                    config::Gate::Auto => Gate::Auto,
+                    config::Gate::Manual => Gate::Manual,
+                },
+                first_of_environment: env.is_some_and(|e| e.stages.start == i),
+                last_of_environment: env.is_some_and(|e| e.stages.end == i + 1),
+                post_migrations_after: post_stages.contains(&i),
+                pre_checks: s.pre_checks.clone(),
+                bake: s.bake.as_ref().map(|b| BakePlan {
+                    checks: b.checks.clone(),
+                    duration: b.duration,
+                    interval: b.interval,
+                    initial_delay: b.initial_delay,
+                    failure_limit: b.failure_limit,
+                    consecutive_error_limit: b.consecutive_error_limit,
+                    unknown: match b.unknown {
+                        OnUnknown::Fail => UnknownPolicy::Fail,
+                        OnUnknown::Pass => UnknownPolicy::Pass,
+                        OnUnknown::Wait => UnknownPolicy::Wait,
+                    },
+                }),
+            }
+        })
+        .collect();
+    Plan {
+        component: config.component.name.clone(),
+        target,
+        stages,
+        approved: options.approve.clone(),
+        until: options.until.clone(),
+        allow_downgrade: options.allow_downgrade,
+        pre_migrations: config.migrations.pre.is_some(),
+        post_migrations: config.migrations.post.is_some(),
+        lock_wait: config.lock.wait,
+        lock_ttl: config.lock.ttl,
+        deploy_id: options.deploy_id.clone(),
+        pipeline_url: options.pipeline_url.clone(),
+    }
+}
+
+/// A kubeconfig file (None: the default) and a context (None: its current one).
+type ConnectionKey = (Option<std::path::PathBuf>, Option<String>);
+
+/// Serves the `Cluster` port with one [`KubeCluster`] per kubeconfig context.
+pub struct KubePorts<'a> {
+    config: &'a Config,
+    holder: KubeHolder,
+    connections: Mutex<HashMap<ConnectionKey, std::sync::Arc<OnceCell<KubeCluster>>>>,
+}
+
+fn port<E: std::fmt::Display>(e: E) -> PortError {
+    PortError(e.to_string())
+}
+
+impl<'a> KubePorts<'a> {
+    /// Ports for `config`, taking locks as `holder`.
+    pub fn new(config: &'a Config, holder: KubeHolder) -> Self {
+        KubePorts {
+            config,
+            holder,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn stage(&self, name: &str) -> Result<&'a Stage, PortError> {
+        self.config
+            .stage(name)
+            .ok_or_else(|| PortError(format!("no stage `{name}` in the configuration")))
+    }
+
+    async fn connect(
+        &self,
+        stage: &Stage,
+        context: Option<&str>,
+    ) -> Result<KubeCluster, PortError> {
+        let key = (
+            self.config
+                .kubeconfig_for(stage)
+                .map(std::path::Path::to_path_buf),
+            context.map(str::to_owned),
+        );
+        let cell = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let cluster = cell
+            .get_or_try_init(|| async {
+                KubeCluster::connect(key.0.as_deref(), key.1.as_deref()).await
+            })
+            .await
+            .map_err(port)?;
+        Ok(KubeCluster::from_client(
+            cluster.client().clone(),
+            cluster.context().to_owned(),
+        ))
+    }
+
+    /// Every cluster of a stage (its contexts; none configured means the current context).
+    async fn clusters(&self, stage: &Stage) -> Result<Vec<KubeCluster>, PortError> {
+        if stage.clusters.is_empty() {
+            return Ok(vec![self.connect(stage, None).await?]);
+        }
+        let mut out = Vec::new();
+        for context in &stage.clusters {
+            out.push(self.connect(stage, Some(context)).await?);
+        }
+        Ok(out)
+    }
+
+    /// Where an environment's lock and state live: its first stage's first cluster.
+    async fn home(&self, environment: &str) -> Result<(KubeCluster, String), PortError> {
+        let first = self
+            .config
+            .stages
+            .iter()
+            .find(|s| s.environment == environment)
+            .ok_or_else(|| PortError(format!("no stage is in environment `{environment}`")))?;
+        let ns = self
+            .config
+            .lock_namespace(environment)
+            .unwrap_or(&first.namespace)
+            .to_owned();
+        let cluster = self
+            .connect(first, first.clusters.first().map(String::as_str))
+            .await?;
+        Ok((cluster, ns))
+    }
+
+    fn image(&self, version: &Version) -> String {
+        format!(
+            "{}:{}",
+            self.config.component.image,
+            self.config.component.tag.render(version)
+        )
+    }
+
+    fn version_of(&self, image: &str) -> Option<Version> {
+        image_tag(image).and_then(|tag| self.config.component.tag.parse_tag(tag))
+    }
+}
+
+fn containers_of(
+    workload: &config::Workload,
+    live: &crate::cluster::LiveDeployment,
+) -> Vec<String> {
+    if workload.containers.is_empty() {
+        live.images.keys().cloned().collect()
+    } else {
+        workload.containers.clone()
+    }
+}
+
+impl Cluster for KubePorts<'_> {
+    async fn live(&self, plan: &StagePlan) -> Result<StageLive, PortError> {
+        let stage = self.stage(&plan.name)?;
+        let mut workloads = Vec::new();
+        for cluster in self.clusters(stage).await? {
+            for workload in &stage.workloads {
+                let live = cluster.deployment(&stage.namespace, &workload.deployment).await.map_err(port)?.ok_or_else(|| {
+                    PortError(format!(
+                        "deployment `{}` in namespace `{}` of cluster `{}` does not exist; create it (e.g. with Helm) before deploying",
+                        workload.deployment,
+                        stage.namespace,
+                        cluster.context()
+                    ))
+                })?;
+                let complete =
+                    matches!(live.rollout_state(), crate::cluster::RolloutState::Complete);
+                let previous = live
+                    .annotations
+                    .get(ANNOTATION_PREVIOUS)
+                    .and_then(|v| v.parse().ok());
+                for container in containers_of(workload, &live) {
+                    let image = live.images.get(&container).cloned().unwrap_or_default();
+                    workloads.push(WorkloadLive {
+                        cluster: cluster.context().to_owned(),
+                        name: format!("{}/{container}", workload.deployment),
+                        version: self.version_of(&image),
+                        previous: previous.clone(),
+                        complete,
+                    });
+                }
+            }
+        }
+        Ok(StageLive { workloads })
+    }
+
+    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        let lease = self.config.lease_name(environment);
+        match cluster
+            .lock_try_acquire(&ns, &lease, &self.holder, self.config.lock.ttl)
+            .await
+            .map_err(port)?
+        {
+            KubeLock::Acquired => Ok(LockAttempt::Acquired),
+            KubeLock::Held(info) => Ok(LockAttempt::Held(Holder {
+                who: info.holder,
+                reason: info.reason,
+                pipeline_url: info.pipeline_url,
+                since: info.since,
+            })),
+        }
+    }
+
+    async fn unlock(&self, environment: &str) -> Result<(), PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        cluster
+            .lock_release(&ns, &self.config.lease_name(environment), &self.holder)
+            .await
+            .map_err(port)?;
+        Ok(())
+    }
+
+    async fn migrate(
+        &self,
+        plan: &StagePlan,
+        kind: Migration,
+        version: &Version,
+    ) -> Result<Completion, PortError> {
+        let stage = self.stage(&plan.name)?;
+        let (job, label) = match kind {
+            Migration::Pre => (self.config.migrations.pre.as_ref(), "pre"),
+            Migration::Post => (self.config.migrations.post.as_ref().map(|p| &p.job), "post"),
+        };
+        let Some(job) = job else {
+            return Ok(Completion::Succeeded);
+        };
+        let cluster = self.clusters(stage).await?.remove(0);
+        let spec = JobSpec {
+            name: job_name(
+                &self.config.component.name,
+                label,
+                version,
+                &stage.environment,
+            ),
+            image: self.image(version),
+            command: job.command.clone(),
+            args: job.args.clone(),
+            env: job.env.clone(),
+            service_account: job.service_account.clone(),
+            backoff_limit: i32::try_from(job.backoff_limit).unwrap_or(0),
+            labels: BTreeMap::from([
+                (
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "tagship".to_owned(),
+                ),
+                ("tagship.io/migration".to_owned(), label.to_owned()),
+            ]),
+        };
+        match cluster
+            .run_job(&stage.namespace, &spec, job.timeout)
+            .await
+            .map_err(port)?
+        {
+            JobOutcome::Succeeded => Ok(Completion::Succeeded),
+            JobOutcome::Failed { reason } => {
+                Ok(Completion::Failed(format!("Job `{}`: {reason}", spec.name)))
+            }
+            JobOutcome::TimedOut => Ok(Completion::Failed(format!(
+                "Job `{}` did not finish within {}s",
+                spec.name,
+                job.timeout.as_secs()
+            ))),
+        }
+    }
+
+    async fn apply(
+        &self,
+        plan: &StagePlan,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> Result<(), PortError> {
+        let stage = self.stage(&plan.name)?;
+        let image = self.image(version);
+        let mut annotations = BTreeMap::from([
+            (ANNOTATION_VERSION.to_owned(), version.to_string()),
+            (ANNOTATION_BY.to_owned(), self.holder.id.clone()),
+            (ANNOTATION_AT.to_owned(), crate::context::now_rfc3339()),
+            (
+                ANNOTATION_PREVIOUS.to_owned(),
+                previous.map(ToString::to_string).unwrap_or_default(),
+            ),
+            (
+                ANNOTATION_PIPELINE.to_owned(),
+                self.holder.pipeline_url.clone().unwrap_or_default(),
+            ),
+        ]);
+        annotations.retain(|_, v| !v.is_empty());
+        let clusters = self.clusters(stage).await?;
+        let mut applies = Vec::new();
+        for cluster in &clusters {
+            for workload in &stage.workloads {
+                let (image, annotations) = (&image, &annotations);
+                applies.push(async move {
+                    let live = cluster
+                        .deployment(&stage.namespace, &workload.deployment)
+                        .await
+                        .map_err(port)?;
+                    let containers = match &live {
+                        Some(live) => containers_of(workload, live),
+                        None => workload.containers.clone(),
+                    };
+                    let images = containers.into_iter().map(|c| (c, image.clone())).collect();
+                    cluster
+                        .apply_images(
+                            &stage.namespace,
+                            &workload.deployment,
+                            &images,
+                            annotations,
+                            false,
+                        )
+                        .await
+                        .map_err(port)
+                });
+            }
+        }
+        for result in join_all(applies).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn wait_rollout(&self, plan: &StagePlan) -> Result<Completion, PortError> {
+        let stage = self.stage(&plan.name)?;
+        let clusters = self.clusters(stage).await?;
+        let mut waits = Vec::new();
+        for cluster in &clusters {
+            for workload in &stage.workloads {
+                waits.push(async move {
+                    let mut progress = |_: &crate::cluster::LiveDeployment| {};
+                    let outcome = cluster
+                        .wait_rollout(
+                            &stage.namespace,
+                            &workload.deployment,
+                            stage.rollout_timeout,
+                            &mut progress,
+                        )
+                        .await
+                        .map_err(port)?;
+                    let name = format!(
+                        "deployment `{}` in cluster `{}`",
+                        workload.deployment,
+                        cluster.context()
+                    );
+                    Ok::<_, PortError>(match outcome {
+                        RolloutOutcome::Complete => None,
+                        RolloutOutcome::Failed { reason, message } => {
+                            Some(format!("{name}: {reason}: {message}"))
+                        }
+                        RolloutOutcome::TimedOut => Some(format!(
+                            "{name}: not rolled out within {}s",
+                            stage.rollout_timeout.as_secs()
+                        )),
+                    })
+                });
+            }
+        }
+        let failures: Vec<String> = join_all(waits)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(if failures.is_empty() {
+            Completion::Succeeded
+        } else {
+            Completion::Failed(failures.join("; "))
+        })
+    }
+
+    async fn record(&self, plan: &StagePlan, record: HistoryRecord) -> Result<(), PortError> {
+        let stage = self.stage(&plan.name)?;
+        let cluster = self.clusters(stage).await?.remove(0);
+        let mut entry = serde_json::to_value(&record).map_err(port)?;
+        entry["at"] = serde_json::Value::String(crate::context::now_rfc3339());
+        entry["by"] = serde_json::Value::String(self.holder.id.clone());
+        cluster
+            .history_append(&stage.namespace, &stage.name, entry)
+            .await
+            .map_err(port)
+    }
+
+    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        let value = cluster
+            .state_get(&ns, environment, WATERMARK_KEY)
+            .await
+            .map_err(port)?;
+        value.map(|v| v.parse().map_err(port)).transpose()
+    }
+
+    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        cluster
+            .state_set(&ns, environment, WATERMARK_KEY, version.as_str())
+            .await
+            .map_err(port)
+    }
+}
+
+/// A Job name that is the same for the same migration of the same version (so a re-run reuses
+/// a completed Job), DNS-1123 and at most 63 characters.
+fn job_name(component: &str, kind: &str, version: &Version, environment: &str) -> String {
+    use sha2::Digest as _;
+    let hash = hex::encode(sha2::Sha256::digest(format!(
+        "{component}/{kind}/{version}/{environment}"
+    )));
+    let clean: String = version
+        .as_str()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut name = format!("{component}-{kind}-migrate-{clean}");
+    name.truncate(54);
+    format!("{}-{}", name.trim_end_matches('-'), &hash[..8])
+}
+
+/// Serves `Checks` and `Notify` with plugins loaded once per (plugin, stage).
+pub struct PluginPorts<'a> {
+    config: &'a Config,
+    host: PluginHost,
+    loaded: Mutex<HashMap<(String, String), std::sync::Arc<Plugin>>>,
+    /// (deploy, stage, event) already sent: each event reaches each notifier once.
+    sent: tokio::sync::Mutex<BTreeSet<(String, String, String)>>,
+    deploy_id: String,
+}
+
+impl<'a> PluginPorts<'a> {
+    /// Ports loading plugins of `config` into `host`.
+    pub fn new(config: &'a Config, host: PluginHost, deploy_id: String) -> Self {
+        PluginPorts {
+            config,
+            host,
+            loaded: Mutex::new(HashMap::new()),
+            sent: tokio::sync::Mutex::new(BTreeSet::new()),
+            deploy_id,
+        }
+    }
+
+    /// Loads every plugin the configuration names, so a plugin that cannot load is a usage error
+    /// before anything changes.
+    pub fn preload(&self) -> Result<(), PluginError> {
+        for stage in &self.config.stages {
+            let names = stage
+                .pre_checks
+                .iter()
+                .chain(&stage.notify)
+                .chain(stage.bake.iter().flat_map(|b| &b.checks));
+            for name in names {
+                self.plugin(name, &stage.name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn plugin(&self, name: &str, stage: &str) -> Result<std::sync::Arc<Plugin>, PluginError> {
+        let key = (name.to_owned(), stage.to_owned());
+        if let Some(plugin) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(plugin.clone());
+        }
+        let settings = self
+            .config
+            .plugin(name)
+            .ok_or_else(|| PluginError::Settings {
+                plugin: name.to_owned(),
+                reason: "not defined under [plugins]".into(),
+            })?;
+        let stage_config = self
+            .config
+            .stage(stage)
+            .and_then(|s| self.config.plugin_settings(s, name))
+            .unwrap_or_default();
+        let mut grants = Grants::none()
+            .with_hosts(&settings.allow_hosts)
+            .map_err(|reason| PluginError::Settings {
+                plugin: name.to_owned(),
+                reason,
+            })?;
+        for secret in &settings.secrets {
+            grants = grants.with_secret(secret, std::env::var(secret).ok());
+        }
+        let defaults = Limits::default();
+        let limits = Limits {
+            memory_bytes: settings
+                .limits
+                .memory_mib
+                .map_or(defaults.memory_bytes, |m| (m as usize) << 20),
+            cpu: settings.limits.cpu.unwrap_or(defaults.cpu),
+            wall: settings.limits.wall.unwrap_or(defaults.wall),
+            ..defaults
+        };
+        let source = match &settings.source {
+            config::PluginSource::Builtin(n) => Source::Builtin(n.clone()),
+            config::PluginSource::File(p) => Source::File(p.clone()),
+        };
+        let plugin = std::sync::Arc::new(self.host.load(PluginSpec {
+            name: name.to_owned(),
+            source,
+            config: stage_config,
+            grants,
+            limits,
+        })?);
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, plugin.clone());
+        Ok(plugin)
+    }
+}
+
+impl Checks for PluginPorts<'_> {
+    async fn run(
+        &self,
+        stage: &StagePlan,
+        checks: &[String],
+        ctx: &DeployContext,
+    ) -> Vec<CheckResult> {
+        let runs = checks.iter().map(|name| async move {
+            let outcome = match self.plugin(name, &stage.name) {
+                Err(e) => CheckOutcome::Errored(e.to_string()),
+                Ok(plugin) => match plugin.kind() {
+                    PluginKind::HealthCheck => match plugin.check_health(ctx).await {
+                        Ok(report) => match report.status {
+                            HealthStatus::Healthy => CheckOutcome::Pass,
+                            HealthStatus::Unhealthy => CheckOutcome::Fail(report.reason),
+                            HealthStatus::Unknown => CheckOutcome::Unknown(report.reason),
+                        },
+                        Err(e) => CheckOutcome::Errored(e.to_string()),
+                    },
+                    PluginKind::CompatCheck => match plugin.check_compat(ctx).await {
+                        Ok(report) if report.compatible => CheckOutcome::Pass,
+                        Ok(report) => CheckOutcome::Fail(report.reasons.join("; ")),
+                        Err(e) => CheckOutcome::Errored(e.to_string()),
+                    },
+                    PluginKind::Notifier => {
+                        CheckOutcome::Errored(format!("plugin `{name}` is a notifier, not a check"))
+                    }
+                },
+            };
+            CheckResult {
+                check: name.clone(),
+                outcome,
+            }
+        });
+        join_all(runs).await
+    }
+}
+
+impl Notify for PluginPorts<'_> {
+    async fn send(
+        &self,
+        stage: Option<&StagePlan>,
+        kind: EventKind,
+        ctx: &DeployContext,
+        message: &str,
+    ) {
+        let stage_name = stage.map(|s| s.name.clone()).unwrap_or_default();
+        let kind_name = serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !self
+            .sent
+            .lock()
+            .await
+            .insert((self.deploy_id.clone(), stage_name.clone(), kind_name))
+        {
+            return;
+        }
+        // A deploy-level event goes to every notifier any stage names; a stage event to its own.
+        let names: BTreeSet<&String> = match stage {
+            Some(s) => self
+                .config
+                .stage(&s.name)
+                .map(|s| s.notify.iter().collect())
+                .unwrap_or_default(),
+            None => self.config.stages.iter().flat_map(|s| &s.notify).collect(),
+        };
+        let event = Event {
+            kind,
+            deploy_id: self.deploy_id.clone(),
+            timestamp: crate::context::now_rfc3339(),
+            context: ctx.clone(),
+            message: message.to_owned(),
+        };
+        let context_stage = if stage_name.is_empty() {
+            self.config
+                .stages
+                .first()
+                .map(|s| s.name.clone())
+                .unwrap_or_default()
+        } else {
+            stage_name
+        };
+        let sends = names.into_iter().map(|name| {
+            let event = &event;
+            let context_stage = &context_stage;
+            async move {
+                match self.plugin(name, context_stage) {
+                    Ok(plugin) => {
+                        if let Err(e) = plugin.notify(event).await {
+                            tracing::warn!("notifier `{name}` failed (the deploy goes on): {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("notifier `{name}` could not be loaded: {e}"),
+                }
+            }
+        });
+        // Notifiers are independent: one slow or failing notifier does not hold up another.
+        join_all(sends).await;
+    }
+}
+
+/// Prints each step as a line on stderr: `HH:MM:SS [stage] message`.
+#[derive(Debug, Default)]
+pub struct LineReporter;
+
+impl Reporter for LineReporter {
+    fn step(&self, stage: Option<&str>, message: &str) {
+        let now = crate::context::now_rfc3339();
+        let time = now.get(11..19).unwrap_or("");
+        match stage {
+            Some(stage) => crate::report::stderr_line(&format!("{time} [{stage}] {message}")),
+            None => crate::report::stderr_line(&format!("{time} {message}")),
+        }
+    }
+}
+
+/// The default lock holder of a deploy run.
+pub fn holder(reason: String) -> KubeHolder {
+    KubeHolder {
+        id: default_holder(),
+        reason,
+        pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
+    }
+}
+
+/// The default holder identity.
+pub fn default_holder() -> String {
+    if let Ok(holder) = std::env::var("TAGSHIP_HOLDER") {
+        return holder;
+    }
+    if let (Ok(user), Ok(job)) = (
+        std::env::var("GITLAB_USER_LOGIN"),
+        std::env::var("CI_JOB_ID"),
+    ) {
+        return format!("{user}/job-{job}");
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    let host = fs_err::read_to_string("/etc/hostname")
+        .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned());
+    format!("{user}@{host}")
+}
