@@ -365,13 +365,18 @@ impl Cluster for KubePorts<'_> {
             for workload in &stage.workloads {
                 let (image, annotations) = (&image, &annotations);
                 applies.push(async move {
-                    let live = cluster
-                        .deployment(&stage.namespace, &workload.deployment)
-                        .await
-                        .map_err(port)?;
-                    let containers = match &live {
-                        Some(live) => containers_of(workload, live),
-                        None => workload.containers.clone(),
+                    // Only "all containers" needs the live object to name them.
+                    let containers = if workload.containers.is_empty() {
+                        match cluster
+                            .deployment(&stage.namespace, &workload.deployment)
+                            .await
+                            .map_err(port)?
+                        {
+                            Some(live) => containers_of(workload, &live),
+                            None => Vec::new(),
+                        }
+                    } else {
+                        workload.containers.clone()
                     };
                     let images = containers.into_iter().map(|c| (c, image.clone())).collect();
                     cluster

@@ -496,6 +496,7 @@ impl Plugin {
                 limit: self.env.limits.cpu,
             };
         }
+        let text = format!("{error:#}");
         match error.downcast_ref::<Trap>() {
             Some(Trap::StackOverflow) => PluginError::StackOverflow { plugin },
             // A Rust guest keeps its own stack in linear memory below its data; overflowing it
@@ -511,10 +512,10 @@ impl Plugin {
                 PluginError::Panicked { plugin, message }
             }
             Some(trap) => PluginError::Trapped { plugin, trap: trap.to_string() },
-            None if format!("{error:#}").contains("pooling") || format!("{error:#}").contains("instance count") => {
-                PluginError::Instantiate { plugin, reason: self.env.redactor.redact(&format!("{error:#}")) }
+            None if text.contains("pooling") || text.contains("instance count") => {
+                PluginError::Instantiate { plugin, reason: self.env.redactor.redact(&text) }
             }
-            None => PluginError::Trapped { plugin, trap: self.env.redactor.redact(&format!("{error:#}")) },
+            None => PluginError::Trapped { plugin, trap: self.env.redactor.redact(&text) },
         }
     }
 

@@ -450,7 +450,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                 Ok(Completion::Failed(why)) => {
                     let reason =
                         format!("pre-deployment migrations failed: {why}; nothing was applied");
-                    return Err(self.stage_failed(stage, ctx, reason, None).await);
+                    return Err(self.stage_failed(stage, ctx, reason).await);
                 }
                 Err(e) => return Err(Self::infra(stage, &e)),
             }
@@ -648,7 +648,6 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         stage: &StagePlan,
         ctx: &DeployContext,
         reason: String,
-        rolled_back_to: Option<Version>,
     ) -> DeployOutcome {
         self.notify
             .send(Some(stage), EventKind::StageFailed, ctx, &reason)
@@ -658,7 +657,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         DeployOutcome::Failed {
             stage: stage.name.clone(),
             reason,
-            rolled_back_to,
+            rolled_back_to: None,
         }
     }
 
