@@ -3,239 +3,31 @@
 //!
 //! Needs the local environment: `tests/cluster/up`, then the variables of its `env` file.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "support/site.rs"]
+mod site;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("run tests/cluster/up and export the variables of its env file ({name} is unset)")
-    })
-}
+use std::time::{Duration, Instant};
 
-fn kubectl(args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(env("TAGSHIP_KUBECONFIG"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn kubectl_ok(args: &[&str]) -> String {
-    let out = kubectl(args);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Stage namespaces of one test, created with the workloads "as Helm would", deleted at the end.
-struct Site {
-    prefix: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if std::env::var_os("TAGSHIP_KUBECONFIG").is_none() {
-            return;
-        }
-        for stage in ["gstg-cny", "gstg", "gprd"] {
-            let _ = kubectl(&["delete", "namespace", &self.ns(stage), "--wait=false"]);
-        }
-    }
-}
-
-impl Site {
-    fn new(test: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-            % 10_000;
-        let site = Site {
-            prefix: format!("{test}{nanos}"),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        for stage in ["gstg-cny", "gstg", "gprd"] {
-            let ns = site.ns(stage);
-            kubectl_ok(&["create", "namespace", &ns]);
-            let manifest = deployment(&ns, "v1.0.0-gitlab");
-            let path = site.dir.path().join(format!("{ns}.json"));
-            std::fs::write(&path, manifest).unwrap();
-            kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
-        }
-        for stage in ["gstg-cny", "gstg", "gprd"] {
-            kubectl_ok(&[
-                "rollout",
-                "status",
-                "deployment/gitlab-registry",
-                "-n",
-                &site.ns(stage),
-                "--timeout=60s",
-            ]);
-        }
-        site
-    }
-
-    fn ns(&self, stage: &str) -> String {
-        // The simulator reads `X-cny` as environment X, stage cny.
-        match stage {
-            "gstg-cny" => format!("{}-gstg-cny", self.prefix),
-            other => format!("{}-{other}", self.prefix),
-        }
-    }
-
-    fn config(&self, bake: &str) -> PathBuf {
-        let path = self.dir.path().join("tagship.toml");
-        let prometheus = env("TAGSHIP_PROMETHEUS_URL");
-        let grant = prometheus.trim_start_matches("http://");
-        let text = format!(
-            r#"kubeconfig = "{kubeconfig}"
-
-[component]
-name = "registry"
-image = "registry.example.com/registry"
-tag = "{{{{version}}}}-gitlab"
-
-[lock]
-namespace = "{lock_ns}"
-ttl = "30s"
-wait = "5s"
-
-[plugins.health]
-source = "builtin:prometheus-health"
-allow_hosts = ["{grant}"]
-config = {{ url = "{prometheus}", pass = "== 1" }}
-
-[[stage]]
-name = "gstg-cny"
-environment = "gstg"
-clusters = ["local-1"]
-namespace = "{cny}"
-workloads = [{{ deployment = "gitlab-registry", containers = ["registry"] }}]
-rollout_timeout = "60s"
-{bake}
-[stage.plugin_config.health]
-query = 'min(gitlab_deployment_health:service{{namespace="{cny}"}})'
-
-[[stage]]
-name = "gstg"
-environment = "gstg"
-clusters = ["local-1"]
-namespace = "{gstg}"
-workloads = [{{ deployment = "gitlab-registry", containers = ["registry"] }}]
-
-[[stage]]
-name = "gprd"
-environment = "gprd"
-clusters = ["local-1"]
-namespace = "{gprd}"
-gate = "manual"
-workloads = [{{ deployment = "gitlab-registry", containers = ["registry"] }}]
-"#,
-            kubeconfig = env("TAGSHIP_KUBECONFIG"),
-            lock_ns = self.ns("gstg"),
-            cny = self.ns("gstg-cny"),
-            gstg = self.ns("gstg"),
-            gprd = self.ns("gprd"),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn image(&self, stage: &str) -> String {
-        kubectl_ok(&[
-            "get",
-            "deployment",
-            "gitlab-registry",
-            "-n",
-            &self.ns(stage),
-            "-o",
-            "jsonpath={.spec.template.spec.containers[?(@.name==\"registry\")].image}",
-        ])
-    }
-
-    fn resource_version(&self, stage: &str) -> String {
-        kubectl_ok(&[
-            "get",
-            "deployment",
-            "gitlab-registry",
-            "-n",
-            &self.ns(stage),
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        ])
-    }
-}
-
-fn deployment(ns: &str, tag: &str) -> String {
-    serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "gitlab-registry", "namespace": ns, "labels": {"app": "registry"}},
-        "spec": {
-            "replicas": 2, "progressDeadlineSeconds": 10,
-            "selector": {"matchLabels": {"app": "registry"}},
-            "template": {
-                "metadata": {"labels": {"app": "registry"}},
-                "spec": {"containers": [
-                    {"name": "registry", "image": format!("registry.example.com/registry:{tag}")},
-                    {"name": "sidecar", "image": "busybox:1.36"}
-                ]}
-            }
-        }
-    })
-    .to_string()
-}
-
-fn deploy(config: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tagship"))
-        .arg("deploy")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("TAGSHIP_HOLDER", "e2e-test")
-        .env(
-            "TAGSHIP_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("tagship-cache"),
-        )
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), said)
-}
+use site::{Site, deploy, eventually, image_of, kubectl_ok, prometheus_values};
 
 #[test]
 fn a_release_walks_the_stages_stops_at_the_gate_and_a_rerun_changes_nothing() {
     // Given three stages serving v1.0.0, the last behind a manual gate
     let site = Site::new("e2ea");
-    let config = site.config("");
+    let config = site.config().write();
 
     // When v2.0.0 is deployed, Then it stops before gprd, awaiting approval, and says how to go on
-    let (code, said) = deploy(&config, &["--version", "v2.0.0"]);
-    assert_eq!(code, 0, "{said}");
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
     assert!(
-        said.contains("tagship deploy --version v2.0.0 --approve gprd"),
-        "{said}"
+        ran.said
+            .contains("tagship deploy --version v2.0.0 --approve gprd"),
+        "{}",
+        ran.said
     );
-    assert_eq!(
-        site.image("gstg-cny"),
-        "registry.example.com/registry:v2.0.0-gitlab"
-    );
-    assert_eq!(
-        site.image("gstg"),
-        "registry.example.com/registry:v2.0.0-gitlab"
-    );
-    assert_eq!(
-        site.image("gprd"),
-        "registry.example.com/registry:v1.0.0-gitlab"
-    );
+    assert_eq!(site.image("gstg-cny"), image_of("v2.0.0"));
+    assert_eq!(site.image("gstg"), image_of("v2.0.0"));
+    assert_eq!(site.image("gprd"), image_of("v1.0.0"));
     let sidecar = kubectl_ok(&[
         "get",
         "deployment",
@@ -248,110 +40,118 @@ fn a_release_walks_the_stages_stops_at_the_gate_and_a_rerun_changes_nothing() {
     assert_eq!(sidecar, "busybox:1.36 2", "only the registry image changes");
 
     // When approved, Then gprd serves v2.0.0 too, with its audit annotations
-    let (code, said) = deploy(&config, &["--version", "v2.0.0", "--approve", "gprd"]);
-    assert_eq!(code, 0, "{said}");
+    let ran = deploy(&config, &["--version", "v2.0.0", "--approve", "gprd"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert_eq!(site.image("gprd"), image_of("v2.0.0"));
+    let annotations = site.annotations("gprd");
     assert_eq!(
-        site.image("gprd"),
-        "registry.example.com/registry:v2.0.0-gitlab"
+        annotations.get("tagship.io/version").map(String::as_str),
+        Some("v2.0.0"),
+        "{annotations:?}"
     );
-    let annotations = kubectl_ok(&[
-        "get",
-        "deployment",
-        "gitlab-registry",
-        "-n",
-        &site.ns("gprd"),
-        "-o",
-        "jsonpath={.metadata.annotations}",
-    ]);
-    assert!(
-        annotations.contains("\"tagship.io/version\":\"v2.0.0\"")
-            && annotations.contains("\"tagship.io/previous-version\":\"v1.0.0\""),
-        "{annotations}"
+    assert_eq!(
+        annotations
+            .get("tagship.io/previous-version")
+            .map(String::as_str),
+        Some("v1.0.0"),
+        "{annotations:?}"
     );
-    let history = kubectl_ok(&[
-        "get",
-        "configmap",
-        "tagship-history-gprd",
-        "-n",
-        &site.ns("gprd"),
-        "-o",
-        "jsonpath={.data.history\\.json}",
-    ]);
+    let history = site.history("gprd");
     assert!(
-        history.contains("\"deployed\"") && history.contains("v2.0.0"),
-        "{history}"
+        history
+            .iter()
+            .any(|h| h["action"] == "deployed" && h["version"] == "v2.0.0"),
+        "{history:?}"
     );
 
     // When the same command runs again, Then nothing changes
-    let before: Vec<String> = ["gstg-cny", "gstg", "gprd"]
+    let before: Vec<String> = site
+        .stage_names()
         .iter()
         .map(|s| site.resource_version(s))
         .collect();
-    let (code, said) = deploy(&config, &["--version", "v2.0.0", "--approve", "gprd"]);
-    assert_eq!(code, 0, "{said}");
-    assert!(said.contains("already serving v2.0.0"), "{said}");
-    let after: Vec<String> = ["gstg-cny", "gstg", "gprd"]
+    let ran = deploy(&config, &["--version", "v2.0.0", "--approve", "gprd"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(ran.said.contains("already serving v2.0.0"), "{}", ran.said);
+    let after: Vec<String> = site
+        .stage_names()
         .iter()
         .map(|s| site.resource_version(s))
         .collect();
     assert_eq!(before, after, "a re-run must not touch any Deployment");
 
     // When an older version is asked for, Then it is refused with nothing changed
-    let (code, said) = deploy(&config, &["--version", "v1.5.0"]);
-    assert_eq!(code, 3, "{said}");
-    assert!(said.contains("--allow-downgrade"), "{said}");
+    let ran = deploy(&config, &["--version", "v1.5.0"]);
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert!(ran.said.contains("--allow-downgrade"), "{}", ran.said);
 }
 
 #[test]
 fn a_crashlooping_release_is_rolled_back_and_later_stages_are_untouched() {
     let site = Site::new("e2eb");
-    let config = site.config("");
-    let (code, said) = deploy(&config, &["--version", "v2.0.0-crashloop"]);
-    assert_eq!(code, 1, "{said}");
-    assert!(said.contains("ProgressDeadlineExceeded"), "{said}");
-    assert!(said.contains("v1.0.0 serves again"), "{said}");
-    assert_eq!(
-        site.image("gstg-cny"),
-        "registry.example.com/registry:v1.0.0-gitlab"
+    let config = site.config().write();
+    let ran = deploy(&config, &["--version", "v2.0.0-crashloop"]);
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    assert!(
+        ran.said.contains("ProgressDeadlineExceeded"),
+        "{}",
+        ran.said
     );
-    kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/gitlab-registry",
-        "-n",
-        &site.ns("gstg-cny"),
-        "--timeout=60s",
-    ]);
+    assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
+    assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
+    site.wait_rolled_out("gstg-cny");
+    assert_eq!(site.image("gstg"), image_of("v1.0.0"));
     assert_eq!(
-        site.image("gstg"),
-        "registry.example.com/registry:v1.0.0-gitlab"
+        site.lease_holder("gstg"),
+        "",
+        "the lock is released after the failure"
     );
-    let lease = kubectl_ok(&[
-        "get",
-        "lease",
-        "tagship-gstg",
-        "-n",
-        &site.ns("gstg"),
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert_eq!(lease, "", "the lock is released after the failure");
 }
 
 #[test]
 fn an_errors_release_fails_its_bake_on_the_real_health_rule_and_is_rolled_back() {
+    // Given a canary whose real health rule reads 1 (healthy) in Prometheus
     let site = Site::new("e2ec");
-    let bake = "[stage.bake]\nchecks = [\"health\"]\nduration = \"40s\"\ninterval = \"4s\"\ninitial_delay = \"2s\"\n";
-    let config = site.config(bake);
-    let (code, said) = deploy(
+    let config = site
+        .config()
+        .bake(
+            "gstg-cny",
+            "checks = [\"health\"]\nduration = \"40s\"\ninterval = \"4s\"\ninitial_delay = \"2s\"",
+        )
+        .write();
+    // The plugin's own query (see the site's configuration).
+    let rule = format!(
+        "min(gitlab_deployment_health:service{{namespace=\"{}\"}})",
+        site.ns("gstg-cny")
+    );
+    assert!(
+        eventually(Duration::from_secs(90), || prometheus_values(&rule)
+            == [1.0]),
+        "the health rule of a fresh v1.0.0 canary never read 1: {:?}",
+        prometheus_values(&rule)
+    );
+
+    // When a release serving 20% errors is deployed
+    let started = Instant::now();
+    let ran = deploy(
         &config,
         &["--version", "v3.0.0-errors", "--until", "gstg-cny"],
     );
-    assert_eq!(code, 1, "{said}");
-    assert!(said.contains("bake failed"), "{said}");
-    assert!(said.contains("v1.0.0 serves again"), "{said}");
+
+    // Then its bake fails and it is rolled back
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    assert!(ran.said.contains("bake failed"), "{}", ran.said);
+    assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
+    assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
+    assert_eq!(site.image("gstg"), image_of("v1.0.0"));
+
+    // And Prometheus itself read 0 for the canary's health rule while the release was live
+    let window = started.elapsed().as_secs() + 2;
+    let during = format!("min_over_time({rule}[{window}s:1s])");
     assert_eq!(
-        site.image("gstg-cny"),
-        "registry.example.com/registry:v1.0.0-gitlab"
+        prometheus_values(&during),
+        [0.0],
+        "{during}: the real health rule never read 0 during the deploy\n{}",
+        ran.said
     );
 }

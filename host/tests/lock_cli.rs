@@ -4,110 +4,46 @@
 //!
 //! Needs the local environment: `tests/cluster/up`, then `TAGSHIP_KUBECONFIG` from its `env`.
 
+#[path = "support/site.rs"]
+mod site;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn kubeconfig() -> PathBuf {
-    PathBuf::from(std::env::var("TAGSHIP_KUBECONFIG").unwrap_or_else(|_| {
-        panic!("run tests/cluster/up and export TAGSHIP_KUBECONFIG=<state dir>/kubeconfig (see tests/README.md)")
-    }))
+use site::{Ran, Site, StageSpec};
+
+/// One stage `gstg` in its own namespace (no workloads: the lock needs none).
+fn site() -> Site {
+    Site::builder("lockcli")
+        .stages(vec![StageSpec::auto("gstg", "gstg")])
+        .live(None)
+        .create()
 }
 
-/// A namespace of its own, deleted when the test ends.
-struct Namespace(String);
-
-impl Namespace {
-    fn new(prefix: &str) -> Self {
-        let name = format!("{prefix}-{}-{}", std::process::id(), fastrand_suffix());
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig())
-            .args(["create", "namespace", &name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Namespace(name)
-    }
+fn config(site: &Site) -> PathBuf {
+    site.config()
+        .without_health()
+        .lock_ttl("1m")
+        .lock_wait("3s")
+        .write()
 }
 
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig())
-            .args(["delete", "namespace", &self.0, "--wait=false"])
-            .output();
-    }
-}
-
-fn fastrand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        % 100_000
-}
-
-fn config(dir: &Path, namespace: &str) -> PathBuf {
-    let path = dir.join("tagship.toml");
-    let text = format!(
-        r#"kubeconfig = "{kubeconfig}"
-
-[component]
-name = "registry"
-image = "registry.example.com/registry"
-tag = "{{{{version}}}}-gitlab"
-
-[lock]
-namespace = "{namespace}"
-ttl = "1m"
-wait = "3s"
-
-[[stage]]
-name = "gstg"
-environment = "gstg"
-clusters = ["local-1"]
-namespace = "{namespace}"
-workloads = [{{ deployment = "gitlab-registry", containers = ["registry"] }}]
-"#,
-        kubeconfig = kubeconfig().display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn tagship(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tagship"))
-        .args(["lock"])
-        .args(args)
+fn tagship(config: &Path, args: &[&str]) -> Ran {
+    let mut cmd = site::tagship(&["lock"]);
+    cmd.args(args)
         .arg("--config")
         .arg(config)
-        .env_remove("TAGSHIP_HOLDER")
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+        .env_remove("TAGSHIP_HOLDER");
+    site::run(&mut cmd)
 }
 
 #[test]
 fn another_deployers_lock_makes_acquire_wait_name_the_holder_and_time_out() {
-    let ns = Namespace::new("lock-cli");
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &ns.0);
+    let site = site();
+    let config = config(&site);
 
     let out = tagship(&config, &["status", "--stage", "gstg"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("gstg: free"), "{}", text(&out));
+    assert_eq!(out.code, 0, "{}", out.said);
+    assert!(out.said.contains("gstg: free"), "{}", out.said);
 
     // The app's auto-deploy takes the lock.
     let out = tagship(
@@ -122,24 +58,27 @@ fn another_deployers_lock_makes_acquire_wait_name_the_holder_and_time_out() {
             "deploying the app",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.code, 0, "{}", out.said);
 
     let out = tagship(&config, &["status", "--stage", "gstg", "--output", "json"]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(json["held"], true);
     assert_eq!(json["holder"], "rails-auto-deploy");
     assert_eq!(json["reason"], "deploying the app");
     assert!(json["expires_in_seconds"].as_u64().unwrap() <= 60);
 
     // The registry's deployer waits (3 s, from [lock].wait) and gives up with exit code 4.
-    let started = std::time::Instant::now();
     let out = tagship(
         &config,
         &["acquire", "--stage", "gstg", "--holder", "registry-deploy"],
     );
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
-    let said = text(&out);
+    assert_eq!(out.code, 4, "{}", out.said);
+    assert!(
+        out.took >= std::time::Duration::from_secs(3),
+        "{}",
+        out.said
+    );
+    let said = &out.said;
     assert!(
         said.contains("held by `rails-auto-deploy`") && said.contains("(deploying the app)"),
         "{said}"
@@ -150,17 +89,17 @@ fn another_deployers_lock_makes_acquire_wait_name_the_holder_and_time_out() {
         &config,
         &["release", "--stage", "gstg", "--holder", "registry-deploy"],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.code, 0, "{}", out.said);
     assert!(
-        text(&out).contains("not held by `registry-deploy`"),
+        out.said.contains("not held by `registry-deploy`"),
         "{}",
-        text(&out)
+        out.said
     );
     let out = tagship(&config, &["status", "--stage", "gstg"]);
     assert!(
-        text(&out).contains("held by `rails-auto-deploy`"),
+        out.said.contains("held by `rails-auto-deploy`"),
         "{}",
-        text(&out)
+        out.said
     );
 
     // Released by its holder, the lock is free for the registry's deployer.
@@ -175,9 +114,9 @@ fn another_deployers_lock_makes_acquire_wait_name_the_holder_and_time_out() {
         ],
     );
     assert!(
-        text(&out).contains("released the lock of `gstg`"),
+        out.said.contains("released the lock of `gstg`"),
         "{}",
-        text(&out)
+        out.said
     );
     let out = tagship(
         &config,
@@ -191,21 +130,21 @@ fn another_deployers_lock_makes_acquire_wait_name_the_holder_and_time_out() {
             "0s",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.code, 0, "{}", out.said);
 }
 
 #[test]
 fn a_bad_stage_or_config_is_a_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), "unused");
+    let site = site();
+    let config = config(&site);
     let out = tagship(&config, &["status", "--stage", "nope"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("no stage `nope`"), "{}", text(&out));
+    assert_eq!(out.code, 2, "{}", out.said);
+    assert!(out.said.contains("no stage `nope`"), "{}", out.said);
 
     let out = tagship(
-        &dir.path().join("missing.toml"),
+        &site.dir().join("missing.toml"),
         &["status", "--stage", "gstg"],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("missing.toml"), "{}", text(&out));
+    assert_eq!(out.code, 2, "{}", out.said);
+    assert!(out.said.contains("missing.toml"), "{}", out.said);
 }
