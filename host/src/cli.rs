@@ -1,9 +1,12 @@
 //! The command line: clap definitions (their doc comments are the `--help`) and one function
 //! per command. The only place that prints errors and decides exit codes.
 
+mod common;
 mod deploy;
+mod inspect;
 mod lock;
 mod plugin;
+mod rollback;
 
 use std::fmt::Write as _;
 
@@ -48,6 +51,19 @@ pub enum Command {
     /// Re-running the same command finishes an interrupted run and changes nothing where the
     /// cluster already matches.
     Deploy(deploy::DeployArgs),
+    /// What `deploy --version V` would do, per stage: live → target, the action (deploy,
+    /// resume, nothing, await approval, refuse a downgrade), the lock holder, health now.
+    /// Reads only. Exit 1 when a stage cannot be read.
+    Plan(inspect::PlanArgs),
+    /// Per stage: the live versions in every cluster, rollout state, lock holder, migration
+    /// watermark, health now and the last change. Reads only. Exit 1 when a stage cannot be read.
+    Status(inspect::StatusArgs),
+    /// Return a stage (all its clusters) to an earlier version, under the environment's lock.
+    /// Refused below the post-deployment migration watermark unless `--force` (exit 6).
+    Rollback(rollback::RollbackArgs),
+    /// What tagship did to a stage: deploys, rollbacks and failures, oldest first, with
+    /// versions, who, when, the pipeline and the reason.
+    History(inspect::HistoryArgs),
     /// The deploy lock of an environment, shared with other deployers (e.g. the app's
     /// auto-deploy): acquire, release, status.
     #[command(subcommand)]
@@ -85,6 +101,10 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Plugin(command) => plugin::run(command).await,
         Command::Lock(command) => lock::run(command).await,
         Command::Deploy(args) => Box::pin(deploy::run(args)).await,
+        Command::Plan(args) => Box::pin(inspect::run_plan(args)).await,
+        Command::Status(args) => Box::pin(inspect::run_status(args)).await,
+        Command::Rollback(args) => Box::pin(rollback::run(args)).await,
+        Command::History(args) => inspect::run_history(args).await,
     };
     result.unwrap_or_else(|error| {
         report_error(&error.error);

@@ -117,8 +117,25 @@ pub struct KubePorts<'a> {
     connections: Mutex<HashMap<ConnectionKey, std::sync::Arc<OnceCell<KubeCluster>>>>,
 }
 
-fn port<E: std::fmt::Display>(e: E) -> PortError {
-    PortError(e.to_string())
+/// A port error carrying the whole cause chain ("cannot load kubeconfig: file not found").
+fn port<E: std::error::Error>(e: E) -> PortError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = cause_of(source);
+    }
+    PortError(text)
+}
+
+fn cause_of<'a>(
+    error: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    error.and_then(std::error::Error::source)
 }
 
 impl<'a> KubePorts<'a> {
@@ -204,6 +221,92 @@ impl<'a> KubePorts<'a> {
             self.config.component.image,
             self.config.component.tag.render(version)
         )
+    }
+
+    /// Applies `version` to every workload of every cluster of the stage, concurrently;
+    /// `dry_run` asks the server to validate only.
+    async fn apply_all(
+        &self,
+        plan: &StagePlan,
+        version: &Version,
+        previous: Option<&Version>,
+        dry_run: bool,
+    ) -> Result<(), PortError> {
+        let stage = self.stage(&plan.name)?;
+        let image = self.image(version);
+        let mut annotations = BTreeMap::from([
+            (ANNOTATION_VERSION.to_owned(), version.to_string()),
+            (ANNOTATION_BY.to_owned(), self.holder.id.clone()),
+            (ANNOTATION_AT.to_owned(), crate::context::now_rfc3339()),
+            (
+                ANNOTATION_PREVIOUS.to_owned(),
+                previous.map(ToString::to_string).unwrap_or_default(),
+            ),
+            (
+                ANNOTATION_PIPELINE.to_owned(),
+                self.holder.pipeline_url.clone().unwrap_or_default(),
+            ),
+        ]);
+        annotations.retain(|_, v| !v.is_empty());
+        let clusters = self.clusters(stage).await?;
+        let mut applies = Vec::new();
+        for cluster in &clusters {
+            for workload in &stage.workloads {
+                let (image, annotations) = (&image, &annotations);
+                applies.push(async move {
+                    // Only "all containers" needs the live object to name them.
+                    let containers = if workload.containers.is_empty() {
+                        match cluster
+                            .deployment(&stage.namespace, &workload.deployment)
+                            .await
+                            .map_err(port)?
+                        {
+                            Some(live) => containers_of(workload, &live),
+                            None => Vec::new(),
+                        }
+                    } else {
+                        workload.containers.clone()
+                    };
+                    let images = containers.into_iter().map(|c| (c, image.clone())).collect();
+                    cluster
+                        .apply_images(
+                            &stage.namespace,
+                            &workload.deployment,
+                            &images,
+                            annotations,
+                            dry_run,
+                        )
+                        .await
+                        .map_err(port)
+                });
+            }
+        }
+        for result in join_all(applies).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Who holds the lock of `environment`, if anyone (read only).
+    pub async fn lock_status(
+        &self,
+        environment: &str,
+    ) -> Result<Option<crate::cluster::LockInfo>, PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        cluster
+            .lock_status(&ns, &self.config.lease_name(environment))
+            .await
+            .map_err(port)
+    }
+
+    /// The history of `stage`, oldest first.
+    pub async fn history(&self, stage: &str) -> Result<Vec<serde_json::Value>, PortError> {
+        let stage = self.stage(stage)?;
+        let cluster = self.clusters(stage).await?.remove(0);
+        cluster
+            .history(&stage.namespace, &stage.name)
+            .await
+            .map_err(port)
     }
 
     fn version_of(&self, image: &str) -> Option<Version> {
@@ -343,59 +446,16 @@ impl Cluster for KubePorts<'_> {
         version: &Version,
         previous: Option<&Version>,
     ) -> Result<(), PortError> {
-        let stage = self.stage(&plan.name)?;
-        let image = self.image(version);
-        let mut annotations = BTreeMap::from([
-            (ANNOTATION_VERSION.to_owned(), version.to_string()),
-            (ANNOTATION_BY.to_owned(), self.holder.id.clone()),
-            (ANNOTATION_AT.to_owned(), crate::context::now_rfc3339()),
-            (
-                ANNOTATION_PREVIOUS.to_owned(),
-                previous.map(ToString::to_string).unwrap_or_default(),
-            ),
-            (
-                ANNOTATION_PIPELINE.to_owned(),
-                self.holder.pipeline_url.clone().unwrap_or_default(),
-            ),
-        ]);
-        annotations.retain(|_, v| !v.is_empty());
-        let clusters = self.clusters(stage).await?;
-        let mut applies = Vec::new();
-        for cluster in &clusters {
-            for workload in &stage.workloads {
-                let (image, annotations) = (&image, &annotations);
-                applies.push(async move {
-                    // Only "all containers" needs the live object to name them.
-                    let containers = if workload.containers.is_empty() {
-                        match cluster
-                            .deployment(&stage.namespace, &workload.deployment)
-                            .await
-                            .map_err(port)?
-                        {
-                            Some(live) => containers_of(workload, &live),
-                            None => Vec::new(),
-                        }
-                    } else {
-                        workload.containers.clone()
-                    };
-                    let images = containers.into_iter().map(|c| (c, image.clone())).collect();
-                    cluster
-                        .apply_images(
-                            &stage.namespace,
-                            &workload.deployment,
-                            &images,
-                            annotations,
-                            false,
-                        )
-                        .await
-                        .map_err(port)
-                });
-            }
-        }
-        for result in join_all(applies).await {
-            result?;
-        }
-        Ok(())
+        self.apply_all(plan, version, previous, false).await
+    }
+
+    async fn validate_apply(
+        &self,
+        plan: &StagePlan,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> Result<(), PortError> {
+        self.apply_all(plan, version, previous, true).await
     }
 
     async fn wait_rollout(&self, plan: &StagePlan) -> Result<Completion, PortError> {
@@ -405,7 +465,25 @@ impl Cluster for KubePorts<'_> {
         for cluster in &clusters {
             for workload in &stage.workloads {
                 waits.push(async move {
-                    let mut progress = |_: &crate::cluster::LiveDeployment| {};
+                    let context = cluster.context().to_owned();
+                    let mut said = String::new();
+                    // kubectl's words, once per change, and only for a status the controller
+                    // wrote for the current generation (an older one says nothing true).
+                    let mut progress = |live: &crate::cluster::LiveDeployment| {
+                        let crate::cluster::RolloutState::Progressing { message } =
+                            live.rollout_state()
+                        else {
+                            return;
+                        };
+                        if live.observed_generation < live.generation || message == said {
+                            return;
+                        }
+                        LineReporter.step(
+                            Some(&plan.name),
+                            &format!("rollout of `{}` in `{context}`: {message}", live.name),
+                        );
+                        said = message;
+                    };
                     let outcome = cluster
                         .wait_rollout(
                             &stage.namespace,
@@ -521,13 +599,38 @@ impl<'a> PluginPorts<'a> {
     /// before anything changes.
     pub fn preload(&self) -> Result<(), PluginError> {
         for stage in &self.config.stages {
-            let names = stage
+            let uses = stage
                 .pre_checks
                 .iter()
-                .chain(&stage.notify)
-                .chain(stage.bake.iter().flat_map(|b| &b.checks));
-            for name in names {
-                self.plugin(name, &stage.name)?;
+                .map(|n| {
+                    (
+                        n,
+                        "pre-check",
+                        &[PluginKind::HealthCheck, PluginKind::CompatCheck][..],
+                    )
+                })
+                .chain(
+                    stage
+                        .bake
+                        .iter()
+                        .flat_map(|b| &b.checks)
+                        .map(|n| (n, "bake check", &[PluginKind::HealthCheck][..])),
+                )
+                .chain(
+                    stage
+                        .notify
+                        .iter()
+                        .map(|n| (n, "notifier", &[PluginKind::Notifier][..])),
+                );
+            for (name, role, kinds) in uses {
+                let plugin = self.plugin(name, &stage.name)?;
+                if !kinds.contains(&plugin.kind()) {
+                    return Err(PluginError::WrongKind {
+                        plugin: name.clone(),
+                        actual: plugin.kind().world(),
+                        expected: role,
+                    });
+                }
             }
         }
         Ok(())

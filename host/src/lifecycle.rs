@@ -12,8 +12,12 @@ pub mod decide;
 pub mod driver;
 pub mod plan;
 pub mod ports;
+pub mod preview;
+pub mod rollback;
 #[cfg(test)]
 mod testing;
 
-pub use driver::{DeployOutcome, deploy};
+pub use driver::{DeployOutcome, context_for, deploy};
 pub use plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
+pub use preview::{Action, StagePreview, preview};
+pub use rollback::{RollbackRequest, rollback};

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::CommandError;
-use crate::config;
+use super::{CommandError, common};
+use crate::context::EventKind;
 use crate::deploy::{KubePorts, LineReporter, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
-use crate::lifecycle::{DeployOutcome, deploy};
+use crate::lifecycle::ports::{Cluster as _, Notify as _, Reporter as _, StageLive};
+use crate::lifecycle::{Action, DeployOutcome, Plan, context_for, deploy, preview};
 use crate::plugins::PluginHost;
 use crate::report;
-use crate::version::Version;
 
 /// `deploy` arguments.
 #[derive(Debug, Args)]
@@ -37,32 +37,20 @@ pub struct DeployArgs {
     /// Allow deploying a version older than the one live (`tagship rollback` is the usual way).
     #[arg(long)]
     pub allow_downgrade: bool,
+
+    /// Change nothing: say what each stage would do and have the API server validate every
+    /// apply (server-side dry run). Takes no lock; runs no check or migration. Exit 3 when the
+    /// real run would stop before its first change, else 0.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs `deploy`.
 pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
-    let text = args
-        .version
-        .clone()
-        .or_else(|| std::env::var("CI_COMMIT_TAG").ok())
-        .ok_or_else(|| {
-            CommandError::usage(anyhow::anyhow!(
-                "no version: pass --version v3.1.0 (or set TAGSHIP_VERSION or CI_COMMIT_TAG)"
-            ))
-        })?;
-    let target: Version = text
-        .parse()
-        .map_err(|e| CommandError::usage(anyhow::anyhow!("--version: {e}")))?;
-    let config = config::load(&args.config).map_err(CommandError::usage)?;
+    let target = common::version(args.version.as_deref())?;
+    let config = common::load(&args.config)?;
     for stage in args.approve.iter().chain(&args.until) {
-        if config.stage(stage).is_none() {
-            let known: Vec<&str> = config.stages.iter().map(|s| s.name.as_str()).collect();
-            return Err(CommandError::usage(anyhow::anyhow!(
-                "there is no stage `{stage}` in {}; the stages are: {}",
-                args.config.display(),
-                known.join(", ")
-            )));
-        }
+        common::require_stage(&config, stage)?;
     }
     let deploy_id = format!(
         "{}-{}-{}",
@@ -87,9 +75,144 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
         &config,
         holder(format!("deploying {} {target}", config.component.name)),
     );
-    let outcome = Box::pin(deploy(&plan, &cluster, &plugins, &plugins, &LineReporter)).await;
+    if args.dry_run {
+        return Ok(dry_run(&plan, &cluster).await);
+    }
+    let run = Box::pin(deploy(&plan, &cluster, &plugins, &plugins, &LineReporter));
+    let outcome = tokio::select! {
+        outcome = run => outcome,
+        signal = shutdown_signal() => {
+            return Ok(interrupted(signal, &plan, &cluster, &plugins).await);
+        }
+    };
     report::stderr_line(&summary(&outcome));
     Ok(outcome.outcome())
+}
+
+/// `--dry-run`: says what each stage would do and has the API server validate each apply
+/// (`dryRun=All`). Takes no lock, runs no check or migration, changes nothing. Exits as the
+/// real run would before its first change: 3 when it would be refused or the server rejects
+/// an apply, 0 otherwise.
+async fn dry_run(plan: &Plan, cluster: &KubePorts<'_>) -> Outcome {
+    let previews = preview(plan, cluster).await;
+    let mut outcome = Outcome::Done;
+    for (stage, p) in plan.stages.iter().zip(&previews) {
+        let line = |text: &str| LineReporter.step(Some(&stage.name), &format!("dry run: {text}"));
+        match &p.action {
+            Action::Deploy { previous, resume } => {
+                match cluster
+                    .validate_apply(stage, &plan.target, previous.as_ref())
+                    .await
+                {
+                    Ok(()) if *resume => line(
+                        "already applied; the run would wait for its rollout (the server accepts the apply)",
+                    ),
+                    Ok(()) => line(&format!(
+                        "would apply {} (the server accepts it); a failure would roll back to {}",
+                        plan.target,
+                        previous
+                            .as_ref()
+                            .map_or_else(|| "nothing".to_owned(), ToString::to_string)
+                    )),
+                    Err(e) => {
+                        line(&format!("the server rejects the apply: {e}"));
+                        outcome = Outcome::Blocked;
+                    }
+                }
+            }
+            Action::Skip => line(&format!("already serving {}, nothing to do", plan.target)),
+            Action::AwaitApproval { command } => {
+                line(&format!(
+                    "the run would stop here awaiting approval: {command}"
+                ));
+            }
+            Action::RefuseDowngrade { live } => {
+                line(&format!(
+                    "refused: {live} is live, newer than {} (needs --allow-downgrade)",
+                    plan.target
+                ));
+                outcome = Outcome::Blocked;
+            }
+            Action::NotReached { reason } => line(&format!("not reached: {reason}")),
+            Action::Unreadable => {
+                let why = p
+                    .live
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                line(&format!("cannot read the stage: {why}"));
+                outcome = Outcome::Blocked;
+            }
+        }
+    }
+    report::stderr_line(match outcome {
+        Outcome::Done => "dry run: nothing was changed; the server accepted every apply",
+        _ => "dry run: nothing was changed; the real run would stop before its first change",
+    });
+    outcome
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (what CI sends when a job is cancelled), and names it.
+async fn shutdown_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// The run was stopped by a signal: release every lock it may hold (only ours are released),
+/// tell the notifiers, and say how to finish. Nothing is rolled back: a re-run of the same
+/// command finishes or rolls back from what it finds.
+async fn interrupted(
+    signal: &str,
+    plan: &Plan,
+    cluster: &KubePorts<'_>,
+    notify: &PluginPorts<'_>,
+) -> Outcome {
+    report::stderr_line(&format!(
+        "{signal}: stopping; releasing the deploy lock (a second signal exits at once)"
+    ));
+    let cleanup = async {
+        let environments: BTreeSet<&str> =
+            plan.stages.iter().map(|s| s.environment.as_str()).collect();
+        for environment in environments {
+            if let Err(e) = cluster.unlock(environment).await {
+                report::stderr_line(&format!(
+                    "could not release the lock of `{environment}` (it expires on its own): {e}"
+                ));
+            }
+        }
+        let ctx = context_for(plan, None, None, &StageLive::default());
+        notify
+            .send(
+                None,
+                EventKind::DeployFailed,
+                &ctx,
+                &format!("interrupted by {signal}; re-run the same command to finish"),
+            )
+            .await;
+    };
+    tokio::select! {
+        () = cleanup => {}
+        _ = shutdown_signal() => report::stderr_line("second signal: exiting without cleaning up"),
+        () = tokio::time::sleep(std::time::Duration::from_secs(20)) => {
+            report::stderr_line("cleanup took over 20s: exiting; the lock expires on its own");
+        }
+    }
+    report::stderr_line(&format!(
+        "interrupted by {signal}: a stage may be part-way; re-run `tagship deploy --version {}` to finish it (or roll it back)",
+        plan.target
+    ));
+    Outcome::Failed
 }
 
 fn summary(outcome: &DeployOutcome) -> String {

@@ -152,14 +152,14 @@ pub fn approve_command(plan: &Plan, stage: &str) -> String {
     format!("tagship deploy --version {} --approve {stage}", plan.target)
 }
 
-struct Run<'a, C, K, N, R> {
-    plan: &'a Plan,
-    cluster: &'a C,
-    checks: &'a K,
-    notify: &'a N,
-    reporter: &'a R,
+pub(super) struct Run<'a, C, K, N, R> {
+    pub(super) plan: &'a Plan,
+    pub(super) cluster: &'a C,
+    pub(super) checks: &'a K,
+    pub(super) notify: &'a N,
+    pub(super) reporter: &'a R,
     /// The environment whose lock this run holds.
-    locked: Option<String>,
+    pub(super) locked: Option<String>,
 }
 
 /// Why a stage did not finish; turned into a [`DeployOutcome`] by the stage loop.
@@ -187,7 +187,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         DeployOutcome::Done { deployed, skipped }
     }
 
-    fn infra(stage: &StagePlan, error: &PortError) -> DeployOutcome {
+    pub(super) fn infra(stage: &StagePlan, error: &PortError) -> DeployOutcome {
         DeployOutcome::Failed {
             stage: stage.name.clone(),
             reason: error.to_string(),
@@ -201,7 +201,10 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             .cluster
             .live(stage)
             .await
-            .map_err(|e| Self::infra(stage, &e))?;
+            .map_err(|e| DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!("cannot read the stage; nothing was changed: {e}"),
+            })?;
         match decide::stage_action(self.plan, stage, &live) {
             StageAction::Skip => {
                 self.reporter.step(
@@ -263,7 +266,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         }
     }
 
-    async fn lock(&mut self, stage: &StagePlan) -> Result<(), DeployOutcome> {
+    pub(super) async fn lock(&mut self, stage: &StagePlan) -> Result<(), DeployOutcome> {
         if self.locked.as_deref() == Some(stage.environment.as_str()) {
             return Ok(());
         }
@@ -312,7 +315,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         }
     }
 
-    async fn release(&mut self) {
+    pub(super) async fn release(&mut self) {
         if let Some(environment) = self.locked.take() {
             match self.cluster.unlock(&environment).await {
                 Ok(()) => self
@@ -720,7 +723,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         }
     }
 
-    async fn record(
+    pub(super) async fn record(
         &self,
         stage: &StagePlan,
         action: &'static str,
@@ -744,37 +747,46 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         }
     }
 
-    fn context(
+    pub(super) fn context(
         &self,
         stage: Option<&StagePlan>,
         previous: Option<&Version>,
         live: &StageLive,
     ) -> DeployContext {
-        DeployContext {
-            component: self.plan.component.clone(),
-            version: self.plan.target.to_string(),
-            previous_version: previous.map(ToString::to_string),
-            stage: stage.map(|s| s.name.clone()).unwrap_or_default(),
-            environment: stage.map(|s| s.environment.clone()).unwrap_or_default(),
-            pipeline_url: self.plan.pipeline_url.clone(),
-            workloads: live
-                .workloads
-                .iter()
-                .map(|w| {
-                    let (workload, container) =
-                        w.name.split_once('/').unwrap_or((w.name.as_str(), ""));
-                    WorkloadVersion {
-                        cluster: w.cluster.clone(),
-                        namespace: String::new(),
-                        workload: workload.to_owned(),
-                        container: container.to_owned(),
-                        image: String::new(),
-                        version: w.version.as_ref().map(ToString::to_string),
-                    }
-                })
-                .collect(),
-            app_version: None,
-        }
+        context_for(self.plan, stage, previous, live)
+    }
+}
+
+/// The context plugins receive for `stage` (none: the whole deploy) of `plan`.
+pub fn context_for(
+    plan: &Plan,
+    stage: Option<&StagePlan>,
+    previous: Option<&Version>,
+    live: &StageLive,
+) -> DeployContext {
+    DeployContext {
+        component: plan.component.clone(),
+        version: plan.target.to_string(),
+        previous_version: previous.map(ToString::to_string),
+        stage: stage.map(|s| s.name.clone()).unwrap_or_default(),
+        environment: stage.map(|s| s.environment.clone()).unwrap_or_default(),
+        pipeline_url: plan.pipeline_url.clone(),
+        workloads: live
+            .workloads
+            .iter()
+            .map(|w| {
+                let (workload, container) = w.name.split_once('/').unwrap_or((w.name.as_str(), ""));
+                WorkloadVersion {
+                    cluster: w.cluster.clone(),
+                    namespace: String::new(),
+                    workload: workload.to_owned(),
+                    container: container.to_owned(),
+                    image: String::new(),
+                    version: w.version.as_ref().map(ToString::to_string),
+                }
+            })
+            .collect(),
+        app_version: None,
     }
 }
 

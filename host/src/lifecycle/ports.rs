@@ -157,6 +157,14 @@ pub trait Cluster {
         version: &Version,
         previous: Option<&Version>,
     ) -> Result<(), PortError>;
+    /// Validates the apply of `version` with the server's dry run (every workload, every
+    /// cluster of the stage); stores nothing.
+    async fn validate_apply(
+        &self,
+        stage: &StagePlan,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> Result<(), PortError>;
     /// Waits until every workload of the stage has rolled out, or one failed.
     async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError>;
     /// Appends to the stage's history.

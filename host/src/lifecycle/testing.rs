@@ -71,6 +71,10 @@ pub(crate) enum Call {
     },
     Lock(String),
     Unlock(String),
+    ValidateApply {
+        stage: String,
+        version: String,
+    },
 }
 
 #[derive(Default)]
@@ -218,6 +222,25 @@ impl Cluster for FakeCluster {
                 .insert(stage.name.clone(), previous.clone());
         }
         self.incomplete.lock().unwrap().remove(&stage.name);
+        Ok(())
+    }
+
+    async fn validate_apply(
+        &self,
+        stage: &StagePlan,
+        version: &Version,
+        _previous: Option<&Version>,
+    ) -> Result<(), PortError> {
+        self.calls.lock().unwrap().push(Call::ValidateApply {
+            stage: stage.name.clone(),
+            version: version.to_string(),
+        });
+        if version.to_string().contains("invalid") {
+            return Err(PortError(
+                "the server refused the apply: spec.template.spec.containers[0].image: Invalid value"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 

@@ -1,0 +1,442 @@
+//! The read-only commands: `tagship plan`, `tagship status`, `tagship history`. They change
+//! nothing in any cluster and take no lock.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::{CommandError, OutputFormat, common};
+use crate::config::Config;
+use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
+use crate::exit::Outcome;
+use crate::lifecycle::ports::{CheckOutcome, CheckResult, Checks as _, Cluster as _, StageLive};
+use crate::lifecycle::{Action, Plan, StagePlan, StagePreview, context_for, preview};
+use crate::report;
+use crate::version::Version;
+
+/// Where the configuration is, and how to print.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The configuration file.
+    #[arg(long, default_value = "tagship.toml", env = "TAGSHIP_CONFIG")]
+    pub config: PathBuf,
+
+    /// How to print.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// `plan` arguments.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The version a deploy would take through the stages. Default: `TAGSHIP_VERSION`, else
+    /// `CI_COMMIT_TAG`.
+    #[arg(long, env = "TAGSHIP_VERSION")]
+    pub version: Option<String>,
+
+    /// Plan as if these manual stages were approved (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    pub approve: Vec<String>,
+
+    /// Plan a run that stops after this stage.
+    #[arg(long, value_name = "STAGE")]
+    pub until: Option<String>,
+
+    /// Plan as if `--allow-downgrade` were given.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+
+    /// Do not run the stages' health checks.
+    #[arg(long)]
+    pub no_health: bool,
+
+    /// Configuration and output.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `status` arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Do not run the stages' health checks.
+    #[arg(long)]
+    pub no_health: bool,
+
+    /// Configuration and output.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `history` arguments.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The stage.
+    #[arg(long)]
+    pub stage: String,
+
+    /// Only the newest N entries.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Configuration and output.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Runs `plan`.
+pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
+    let target = common::version(args.version.as_deref())?;
+    let config = common::load(&args.common.config)?;
+    for stage in args.approve.iter().chain(&args.until) {
+        common::require_stage(&config, stage)?;
+    }
+    let options = RunOptions {
+        approve: args.approve.iter().cloned().collect(),
+        until: args.until.clone(),
+        allow_downgrade: args.allow_downgrade,
+        deploy_id: "plan".into(),
+        pipeline_url: None,
+    };
+    let plan = plan(&config, target.clone(), &options);
+    let cluster = KubePorts::new(&config, holder("plan".into()));
+    let previews = preview(&plan, &cluster).await;
+    let plugins = health_plugins(&config, args.no_health)?;
+    let stages = describe(&config, &plan, &cluster, plugins.as_ref(), &previews).await;
+    match args.common.output {
+        OutputFormat::Json => report::stdout_json(&json!({
+            "component": config.component.name,
+            "version": target.to_string(),
+            "stages": stages,
+        })),
+        OutputFormat::Text => {
+            let mut text = format!(
+                "plan: {} {target} (nothing changes until `tagship deploy`)",
+                config.component.name
+            );
+            for (stage, preview) in stages.iter().zip(&previews) {
+                let _ = write!(text, "\n{}", stage_text(stage, Some(&target)));
+                let _ = write!(text, "\n    action: {}", action_text(&preview.action));
+            }
+            report::stdout_line(&text);
+        }
+    }
+    Ok(unreadable_outcome(&previews))
+}
+
+/// Runs `status`.
+pub async fn run_status(args: StatusArgs) -> Result<Outcome, CommandError> {
+    let config = common::load(&args.common.config)?;
+    // The action is irrelevant for status; any version gives the same reads.
+    let any: Version = "v0.0.0"
+        .parse()
+        .map_err(|e| CommandError::usage(anyhow::anyhow!("{e}")))?;
+    let plan = plan(&config, any, &RunOptions::default());
+    let cluster = KubePorts::new(&config, holder("status".into()));
+    let previews = preview(&plan, &cluster).await;
+    let plugins = health_plugins(&config, args.no_health)?;
+    let mut stages = describe(&config, &plan, &cluster, plugins.as_ref(), &previews).await;
+    for stage in &mut stages {
+        // The action is about a target version; status has none.
+        if let Some(stage) = stage.as_object_mut() {
+            stage.remove("action");
+        }
+    }
+    match args.common.output {
+        OutputFormat::Json => report::stdout_json(&json!({
+            "component": config.component.name,
+            "stages": stages,
+        })),
+        OutputFormat::Text => {
+            let text: Vec<String> = stages.iter().map(|s| stage_text(s, None)).collect();
+            report::stdout_line(&text.join("\n"));
+        }
+    }
+    Ok(unreadable_outcome(&previews))
+}
+
+/// Runs `history`.
+pub async fn run_history(args: HistoryArgs) -> Result<Outcome, CommandError> {
+    let config = common::load(&args.common.config)?;
+    common::require_stage(&config, &args.stage)?;
+    let cluster = KubePorts::new(&config, holder("history".into()));
+    let mut entries = cluster
+        .history(&args.stage)
+        .await
+        .map_err(|e| CommandError::new(Outcome::Failed, e))?;
+    if let Some(limit) = args.limit {
+        entries.drain(..entries.len().saturating_sub(limit));
+    }
+    match args.common.output {
+        OutputFormat::Json => report::stdout_json(&json!({
+            "stage": args.stage,
+            "entries": entries,
+        })),
+        OutputFormat::Text if entries.is_empty() => {
+            report::stdout_line(&format!("{}: no history yet", args.stage));
+        }
+        OutputFormat::Text => {
+            let lines: Vec<String> = entries.iter().map(history_line).collect();
+            report::stdout_line(&lines.join("\n"));
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+fn history_line(entry: &Value) -> String {
+    let field = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut line = format!(
+        "{}  {:<12} {}",
+        field("at"),
+        field("action"),
+        field("version")
+    );
+    if !field("previous").is_empty() {
+        let _ = write!(line, " (from {})", field("previous"));
+    }
+    let _ = write!(line, "  by {}", field("by"));
+    if !field("pipeline_url").is_empty() {
+        let _ = write!(line, "  {}", field("pipeline_url"));
+    }
+    if !field("reason").is_empty() {
+        let _ = write!(line, "\n    reason: {}", field("reason"));
+    }
+    line
+}
+
+/// Exit 1 when a stage could not be read, so a script does not take silence for health.
+fn unreadable_outcome(previews: &[StagePreview]) -> Outcome {
+    if previews.iter().any(|p| p.live.is_err()) {
+        Outcome::Failed
+    } else {
+        Outcome::Done
+    }
+}
+
+/// Plugin ports for the health checks, unless `--no-health`. A plugin that cannot load is a
+/// usage error, as it would be for a deploy.
+fn health_plugins(config: &Config, skip: bool) -> Result<Option<PluginPorts<'_>>, CommandError> {
+    if skip {
+        return Ok(None);
+    }
+    let host = crate::plugins::PluginHost::new().map_err(|e| CommandError::new(e.outcome(), e))?;
+    let plugins = PluginPorts::new(config, host, "status".into());
+    plugins
+        .preload()
+        .map_err(|e| CommandError::new(e.outcome(), e))?;
+    Ok(Some(plugins))
+}
+
+/// One JSON object per stage: live workloads, action, lock, watermark, health, last change.
+async fn describe(
+    config: &Config,
+    plan: &Plan,
+    cluster: &KubePorts<'_>,
+    plugins: Option<&PluginPorts<'_>>,
+    previews: &[StagePreview],
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (stage, preview) in plan.stages.iter().zip(previews) {
+        let lock = match cluster.lock_status(&stage.environment).await {
+            Ok(None) => json!({"held": false}),
+            Ok(Some(info)) => json!({
+                "held": !info.expired,
+                "holder": info.holder,
+                "reason": info.reason,
+                "pipeline_url": info.pipeline_url,
+                "since": info.since,
+                "expires_in_seconds": info.expires_in.map(|d| d.as_secs()),
+            }),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        let watermark = match cluster.watermark(&stage.environment).await {
+            Ok(mark) => json!(mark.map(|m| m.to_string())),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        let last = cluster
+            .history(&stage.name)
+            .await
+            .ok()
+            .and_then(|mut h| h.pop());
+        let (live, health) = match &preview.live {
+            Ok(live) => {
+                let health = match plugins {
+                    Some(plugins) => health_now(plugins, plan, stage, live).await,
+                    None => Vec::new(),
+                };
+                (workloads_json(live), health)
+            }
+            Err(e) => (json!({"error": e.to_string()}), Vec::new()),
+        };
+        let gate = match config.stage(&stage.name).map(|s| s.gate) {
+            Some(crate::config::Gate::Manual) => "manual",
+            _ => "auto",
+        };
+        out.push(json!({
+            "stage": stage.name,
+            "environment": stage.environment,
+            "gate": gate,
+            "live": live,
+            "action": action_json(&preview.action),
+            "lock": lock,
+            "post_migrated_version": watermark,
+            "health": health.iter().map(check_json).collect::<Vec<_>>(),
+            "last": last,
+        }));
+    }
+    out
+}
+
+/// Runs the stage's bake checks (else its pre-checks) once against what is live.
+async fn health_now(
+    plugins: &PluginPorts<'_>,
+    plan: &Plan,
+    stage: &StagePlan,
+    live: &StageLive,
+) -> Vec<CheckResult> {
+    let checks = match &stage.bake {
+        Some(bake) if !bake.checks.is_empty() => &bake.checks,
+        _ => &stage.pre_checks,
+    };
+    if checks.is_empty() {
+        return Vec::new();
+    }
+    let mut ctx = context_for(plan, Some(stage), None, live);
+    if let Some(newest) = live
+        .workloads
+        .iter()
+        .filter_map(|w| w.version.clone())
+        .max()
+    {
+        ctx.version = newest.to_string();
+    }
+    plugins.run(stage, checks, &ctx).await
+}
+
+fn workloads_json(live: &StageLive) -> Value {
+    Value::Array(
+        live.workloads
+            .iter()
+            .map(|w| {
+                json!({
+                    "cluster": w.cluster,
+                    "workload": w.name,
+                    "version": w.version.as_ref().map(ToString::to_string),
+                    "previous_version": w.previous.as_ref().map(ToString::to_string),
+                    "rolled_out": w.complete,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn check_json(result: &CheckResult) -> Value {
+    let (status, reason) = match &result.outcome {
+        CheckOutcome::Pass => ("pass", None),
+        CheckOutcome::Fail(why) => ("fail", Some(why)),
+        CheckOutcome::Unknown(why) => ("unknown", Some(why)),
+        CheckOutcome::Errored(why) => ("error", Some(why)),
+    };
+    json!({"check": result.check, "status": status, "reason": reason})
+}
+
+fn action_json(action: &Action) -> Value {
+    let mut value = json!({"action": action.word()});
+    match action {
+        Action::Deploy { previous, .. } => {
+            value["rollback_to"] = json!(previous.as_ref().map(ToString::to_string));
+        }
+        Action::AwaitApproval { command } => value["command"] = json!(command),
+        Action::RefuseDowngrade { live } => value["live"] = json!(live.to_string()),
+        Action::NotReached { reason } => value["reason"] = json!(reason),
+        Action::Skip | Action::Unreadable => {}
+    }
+    value
+}
+
+fn action_text(action: &Action) -> String {
+    match action {
+        Action::Skip => "nothing to do, already serving it".into(),
+        Action::Deploy {
+            previous,
+            resume: false,
+        } => match previous {
+            Some(p) => format!("deploy (a failure rolls back to {p})"),
+            None => "deploy (nothing to roll back to)".into(),
+        },
+        Action::Deploy { resume: true, .. } => {
+            "resume: already applied, wait for its rollout".into()
+        }
+        Action::AwaitApproval { command } => format!("stop, awaiting approval: {command}"),
+        Action::RefuseDowngrade { live } => {
+            format!("refused: {live} is live and newer (needs --allow-downgrade)")
+        }
+        Action::NotReached { reason } => format!("not reached: {reason}"),
+        Action::Unreadable => "stop: the stage cannot be read".into(),
+    }
+}
+
+/// A stage as text: header, workloads, lock, watermark, health, last change.
+fn stage_text(stage: &Value, target: Option<&Version>) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let mut text = format!(
+        "{} (environment {}, {} gate)",
+        s(&stage["stage"]),
+        s(&stage["environment"]),
+        s(&stage["gate"])
+    );
+    match &stage["live"] {
+        Value::Array(workloads) => {
+            for w in workloads {
+                let version = w["version"].as_str().unwrap_or("(not a tagship image)");
+                let _ = write!(
+                    text,
+                    "\n    {} {}: {version}",
+                    s(&w["cluster"]),
+                    s(&w["workload"])
+                );
+                if let Some(target) = target {
+                    let _ = write!(text, " → {target}");
+                }
+                if w["rolled_out"] != Value::Bool(true) {
+                    text.push_str(" (rollout not complete)");
+                }
+            }
+        }
+        other => {
+            let _ = write!(text, "\n    cannot read: {}", s(&other["error"]));
+        }
+    }
+    let lock = &stage["lock"];
+    let lock_text = if lock["held"] == Value::Bool(true) {
+        let mut t = format!("held by `{}`", s(&lock["holder"]));
+        if let Some(since) = lock["since"].as_str() {
+            let _ = write!(t, " since {since}");
+        }
+        if let Some(reason) = lock["reason"].as_str() {
+            let _ = write!(t, " ({reason})");
+        }
+        t
+    } else if lock.get("error").is_some() {
+        format!("cannot read: {}", s(&lock["error"]))
+    } else {
+        "free".into()
+    };
+    let _ = write!(text, "\n    lock: {lock_text}");
+    if let Some(mark) = stage["post_migrated_version"].as_str() {
+        let _ = write!(text, "\n    post-deployment migrations at: {mark}");
+    }
+    if let Value::Array(checks) = &stage["health"] {
+        for c in checks {
+            let _ = write!(text, "\n    health: {} {}", s(&c["check"]), s(&c["status"]));
+            if let Some(reason) = c["reason"].as_str() {
+                let _ = write!(text, ": {reason}");
+            }
+        }
+    }
+    if stage["last"].is_object() {
+        let _ = write!(text, "\n    last: {}", history_line(&stage["last"]));
+    }
+    text
+}

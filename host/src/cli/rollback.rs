@@ -1,0 +1,101 @@
+//! `tagship rollback --stage S [--to V] [--force]`: return a stage to an earlier version.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CommandError, common};
+use crate::deploy::{KubePorts, LineReporter, PluginPorts, RunOptions, holder, plan};
+use crate::exit::Outcome;
+use crate::lifecycle::{DeployOutcome, RollbackRequest, rollback};
+use crate::plugins::PluginHost;
+use crate::report;
+
+/// `rollback` arguments.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The stage to roll back (every cluster of it).
+    #[arg(long)]
+    pub stage: String,
+
+    /// The version to return to. Default: the version before the one live, as tagship
+    /// recorded it when it applied (annotation `tagship.io/previous-version`).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+
+    /// Roll back below the environment's post-deployment migrations. They changed the schema
+    /// for the newer version; only use this when you know the older version works with it.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The configuration file.
+    #[arg(long, default_value = "tagship.toml", env = "TAGSHIP_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// Runs `rollback`.
+pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
+    let config = common::load(&args.config)?;
+    common::require_stage(&config, &args.stage)?;
+    let to = args
+        .to
+        .as_deref()
+        .map(|v| common::parse_version(v, "--to"))
+        .transpose()?;
+    let deploy_id = format!(
+        "{}-rollback-{}-{}",
+        config.component.name,
+        args.stage,
+        std::env::var("CI_PIPELINE_ID").unwrap_or_else(|_| std::process::id().to_string())
+    );
+    let options = RunOptions {
+        deploy_id: deploy_id.clone(),
+        pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
+        ..RunOptions::default()
+    };
+    // The plan's target is not used by a rollback; the stage says what is live.
+    let placeholder = match &to {
+        Some(v) => v.clone(),
+        None => common::parse_version("v0.0.0", "placeholder")?,
+    };
+    let plan = plan(&config, placeholder, &options);
+    let host = PluginHost::new().map_err(|e| CommandError::new(e.outcome(), e))?;
+    let notify = PluginPorts::new(&config, host, deploy_id);
+    notify
+        .preload()
+        .map_err(|e| CommandError::new(e.outcome(), e))?;
+    let cluster = KubePorts::new(
+        &config,
+        holder(format!(
+            "rolling back {} in {}",
+            config.component.name, args.stage
+        )),
+    );
+    let request = RollbackRequest {
+        stage: args.stage.clone(),
+        to,
+        force: args.force,
+    };
+    let outcome = rollback(&plan, &request, &cluster, &notify, &LineReporter).await;
+    report::stderr_line(&match &outcome {
+        DeployOutcome::Done { deployed, .. } if deployed.is_empty() => {
+            format!(
+                "done: `{}` already serves that version; nothing changed",
+                args.stage
+            )
+        }
+        DeployOutcome::Done { .. } => format!("done: `{}` rolled back", args.stage),
+        DeployOutcome::RollbackFailed { reason, .. } => {
+            format!("HUMAN NEEDED in `{}`: {reason}", args.stage)
+        }
+        DeployOutcome::Blocked { reason, .. } => {
+            format!("not rolled back, nothing changed: {reason}")
+        }
+        DeployOutcome::LockTimeout {
+            environment,
+            holder,
+        } => format!("gave up waiting for the lock of `{environment}`, held by {holder}"),
+        other => format!("{other:?}"),
+    });
+    Ok(outcome.outcome())
+}
