@@ -12,7 +12,7 @@
 //! ```ignore
 //! let site = Site::builder("e2ex").clusters(&["local-1", "local-2"]).create();
 //! let config = site.config().lock_wait("5s").pre_migration(&["migrate", "up"]).write();
-//! let ran = site.deploy(&config, &["--version", "v2.0.0"]);
+//! let ran = deploy(&config, &["--version", "v2.0.0"]);
 //! assert_eq!(ran.code, 0, "{}", ran.said);
 //! assert_eq!(site.image("gstg"), image_of("v2.0.0"));
 //! ```
