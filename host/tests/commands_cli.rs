@@ -1,0 +1,251 @@
+//! The commands around `deploy`, end to end: `plan`, `status`, `history`, `rollback`,
+//! `deploy --dry-run`, and a deploy stopped by SIGTERM. The real binary against the real local
+//! kube-apiserver (kubelet stand-in) and Prometheus; `kubectl` is the independent witness.
+//!
+//! Needs the local environment: `tests/cluster/up`, then the variables of its `env` file.
+
+#[path = "support/site.rs"]
+mod site;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use site::{HOLDER, Site, command, deploy, deploy_command, finish, image_of};
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// `action` of each stage of a `plan --output json`.
+fn actions(plan: &Value) -> Vec<String> {
+    plan["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["action"]["action"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// Resource versions of every stage's Deployment.
+fn resource_versions(site: &Site) -> Vec<String> {
+    site.stage_names()
+        .iter()
+        .map(|s| site.resource_version(s))
+        .collect()
+}
+
+#[test]
+fn plan_dry_run_status_and_history_say_what_is_and_would_be_and_change_nothing() {
+    // Given three stages serving v1.0.0, the last behind a manual gate
+    let site = Site::new("cmdread");
+    // gprd's pre-check is the health check that `plan` and `status` run once per stage; the
+    // test never enters gprd, so Prometheus' view of the new namespaces cannot block it.
+    let config = site
+        .config()
+        .stage("gprd", "pre_checks = [\"health\"]")
+        .write();
+    let before = resource_versions(&site);
+
+    // When v2.0.0 is planned, Then each stage says what a deploy would do, from what is live
+    let ran = command(
+        &config,
+        &["plan"],
+        &["--version", "v2.0.0", "--output", "json"],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    let plan = json(&ran.stdout);
+    assert_eq!(actions(&plan), ["deploy", "deploy", "await-approval"]);
+    let first = &plan["stages"][0];
+    assert_eq!(first["live"][0]["version"], "v1.0.0", "{first}");
+    assert_eq!(first["action"]["rollback_to"], "v1.0.0");
+    assert_eq!(first["lock"]["held"], false);
+    assert_eq!(first["health"], Value::Array(vec![]), "no check configured");
+    let gprd = &plan["stages"][2];
+    assert_eq!(
+        gprd["health"][0]["check"], "health",
+        "the stage's health check ran once: {gprd}"
+    );
+    assert!(
+        ["pass", "fail", "unknown"].contains(&gprd["health"][0]["status"].as_str().unwrap_or("")),
+        "a verdict from the real Prometheus, not a plugin error: {gprd}"
+    );
+    assert_eq!(
+        plan["stages"][2]["action"]["command"],
+        "tagship deploy --version v2.0.0 --approve gprd"
+    );
+
+    // When it is a dry run, Then the server validates each apply and nothing changes
+    let ran = deploy(&config, &["--version", "v2.0.0", "--dry-run"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(ran.said.contains("would apply v2.0.0"), "{}", ran.said);
+    assert_eq!(
+        resource_versions(&site),
+        before,
+        "a dry run changes nothing"
+    );
+    assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
+    assert_eq!(site.history("gstg-cny"), Vec::<Value>::new());
+
+    // When a downgrade is dry-run, Then it exits as the real run would: blocked, nothing changed
+    let ran = deploy(&config, &["--version", "v0.9.0", "--dry-run"]);
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert!(ran.said.contains("newer than v0.9.0"), "{}", ran.said);
+
+    // When v2.0.0 is deployed up to gstg, Then status shows it where it landed, and history
+    // records it
+    let ran = deploy(&config, &["--version", "v2.0.0", "--until", "gstg"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    let ran = command(&config, &["status"], &["--no-health", "--output", "json"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    let status = json(&ran.stdout);
+    let live: Vec<&str> = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["live"][0]["version"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(live, ["v2.0.0", "v2.0.0", "v1.0.0"]);
+    assert_eq!(status["stages"][1]["last"]["action"], "deployed");
+    assert_eq!(status["stages"][1]["live"][0]["rolled_out"], true);
+    let text = command(&config, &["status"], &["--no-health"]);
+    assert_eq!(text.code, 0, "{}", text.said);
+    assert!(
+        text.stdout.contains("gprd (environment gprd, manual gate)")
+            && text.stdout.contains("gitlab-registry/registry: v2.0.0"),
+        "{}",
+        text.stdout
+    );
+
+    let ran = command(
+        &config,
+        &["history"],
+        &["--stage", "gstg", "--output", "json"],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    let history = json(&ran.stdout);
+    let entries = history["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{history}");
+    assert_eq!(entries[0]["action"], "deployed");
+    assert_eq!(entries[0]["version"], "v2.0.0");
+    assert_eq!(entries[0]["previous"], "v1.0.0");
+    assert_eq!(entries[0]["by"], HOLDER);
+
+    // Then the plan now says there is nothing to do up to the gate
+    let ran = command(
+        &config,
+        &["plan"],
+        &["--version", "v2.0.0", "--no-health", "--output", "json"],
+    );
+    assert_eq!(
+        actions(&json(&ran.stdout)),
+        ["nothing", "nothing", "await-approval"]
+    );
+
+    // And a stage that does not exist is a usage error naming the stages
+    let ran = command(&config, &["history"], &["--stage", "gstg-typo"]);
+    assert_eq!(ran.code, 2, "{}", ran.said);
+    assert!(ran.said.contains("gstg-cny, gstg, gprd"), "{}", ran.said);
+}
+
+#[test]
+fn rollback_returns_a_stage_and_is_refused_below_the_post_migration_watermark() {
+    // Given post-deployment migrations after gstg, and v2.0.0 deployed to the gstg environment
+    let site = Site::new("cmdrb");
+    let config = site
+        .config()
+        .post_migration(&["registry", "database", "migrate", "up"], Some("gstg"))
+        .write();
+    let ran = deploy(&config, &["--version", "v2.0.0", "--approve", "gprd"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(
+        ran.said
+            .contains("post-deployment migrations of v2.0.0 done"),
+        "{}",
+        ran.said
+    );
+
+    // When gstg-cny is rolled back to v1.0.0, below the watermark, Then it is refused with the
+    // reason (exit 6) and nothing changes
+    let before = site.resource_version("gstg-cny");
+    let ran = command(&config, &["rollback"], &["--stage", "gstg-cny"]);
+    assert_eq!(ran.code, 6, "{}", ran.said);
+    assert!(
+        ran.said
+            .contains("post-deployment migrations of v2.0.0 have run"),
+        "{}",
+        ran.said
+    );
+    assert!(ran.said.contains("forward-fix"), "{}", ran.said);
+    assert_eq!(site.resource_version("gstg-cny"), before);
+    assert_eq!(site.image("gstg-cny"), image_of("v2.0.0"));
+    assert_eq!(site.lease_holder("gstg"), "", "the lock is released");
+
+    // When forced, Then it rolls back and records it
+    let ran = command(&config, &["rollback"], &["--stage", "gstg-cny", "--force"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
+    site.wait_rolled_out("gstg-cny");
+    let history = site.history("gstg-cny");
+    let last = history.last().expect("history");
+    assert_eq!(last["action"], "rolled-back", "{history:?}");
+    assert_eq!(last["version"], "v1.0.0");
+    assert_eq!(last["previous"], "v2.0.0");
+
+    // When rolled back again without --to, Then it does not roll forward to the recorded v2.0.0
+    let ran = command(&config, &["rollback"], &["--stage", "gstg-cny"]);
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert!(ran.said.contains("already rolled back"), "{}", ran.said);
+    assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
+
+    // When gprd (another environment, no watermark) is rolled back, Then v1.0.0 serves there
+    let ran = command(&config, &["rollback"], &["--stage", "gprd"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert_eq!(site.image("gprd"), image_of("v1.0.0"));
+    site.wait_rolled_out("gprd");
+    let annotations = site.annotations("gprd");
+    assert_eq!(annotations["tagship.io/version"], "v1.0.0");
+    assert_eq!(annotations["tagship.io/previous-version"], "v2.0.0");
+}
+
+#[test]
+fn a_deploy_stopped_by_sigterm_releases_its_lock_and_a_rerun_finishes() {
+    // Given a release that will not roll out before its deadline, so the run is mid-rollout
+    let site = Site::new("cmdterm");
+    let config = site.config().write();
+    let started = Instant::now();
+    let child = deploy_command(&config, &["--version", "v2.0.0-crashloop"])
+        .spawn()
+        .expect("start tagship");
+    let deadline = started + Duration::from_mins(1);
+    while site.image("gstg-cny") != image_of("v2.0.0-crashloop") {
+        assert!(Instant::now() < deadline, "the deploy never applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(site.lease_holder("gstg"), HOLDER, "the run holds the lock");
+
+    // When CI cancels the job (SIGTERM)
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ran = finish(child, started);
+
+    // Then it exits 1 at once, says how to finish, and the lock is free for others
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    assert!(
+        ran.said.contains("SIGTERM") && ran.said.contains("re-run"),
+        "{}",
+        ran.said
+    );
+    assert_eq!(site.lease_holder("gstg"), "", "the lock was released");
+
+    // When the same command runs again, Then it resumes, fails the rollout, and rolls back
+    let ran = deploy(&config, &["--version", "v2.0.0-crashloop"]);
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    assert!(ran.said.contains("resuming"), "{}", ran.said);
+    assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
+    assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
+}
