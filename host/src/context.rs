@@ -96,6 +96,46 @@ pub enum EventKind {
     Test,
 }
 
+impl EventKind {
+    /// Every kind a deploy sends (not [`EventKind::Test`]), in the order of the WIT enum.
+    pub const SENT: [EventKind; 13] = [
+        EventKind::DeployStarted,
+        EventKind::DeploySucceeded,
+        EventKind::DeployFailed,
+        EventKind::StageStarted,
+        EventKind::StageSucceeded,
+        EventKind::StageFailed,
+        EventKind::AwaitingApproval,
+        EventKind::RollbackStarted,
+        EventKind::RollbackSucceeded,
+        EventKind::RollbackFailed,
+        EventKind::RollbackRefused,
+        EventKind::CheckBlocked,
+        EventKind::LockWaiting,
+    ];
+
+    /// The kind's name as configuration and JSON spell it, e.g. `deploy-started`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::DeployStarted => "deploy-started",
+            EventKind::DeploySucceeded => "deploy-succeeded",
+            EventKind::DeployFailed => "deploy-failed",
+            EventKind::StageStarted => "stage-started",
+            EventKind::StageSucceeded => "stage-succeeded",
+            EventKind::StageFailed => "stage-failed",
+            EventKind::AwaitingApproval => "awaiting-approval",
+            EventKind::RollbackStarted => "rollback-started",
+            EventKind::RollbackSucceeded => "rollback-succeeded",
+            EventKind::RollbackFailed => "rollback-failed",
+            EventKind::RollbackRefused => "rollback-refused",
+            EventKind::CheckBlocked => "check-blocked",
+            EventKind::LockWaiting => "lock-waiting",
+            EventKind::Test => "test",
+        }
+    }
+}
+
 /// One deploy event, as notifiers receive it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -148,6 +188,13 @@ mod tests {
         assert_eq!(ctx.stage, "gstg-cny");
         assert!(ctx.workloads.is_empty());
         assert_eq!(ctx.app_version, None);
+    }
+
+    #[test]
+    fn event_names_are_their_serde_names() {
+        for kind in EventKind::SENT.into_iter().chain([EventKind::Test]) {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
     }
 
     #[test]

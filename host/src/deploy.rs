@@ -624,6 +624,16 @@ impl<'a> PluginPorts<'a> {
                 );
             for (name, role, kinds) in uses {
                 let plugin = self.plugin(name, &stage.name)?;
+                let hears_events = self.config.plugin(name).is_some_and(|p| p.events.is_some());
+                if hears_events && plugin.kind() != PluginKind::Notifier {
+                    return Err(PluginError::Settings {
+                        plugin: name.clone(),
+                        reason: format!(
+                            "`events` is for notifiers, and this is a {} plugin; remove it",
+                            plugin.kind().world()
+                        ),
+                    });
+                }
                 if !kinds.contains(&plugin.kind()) {
                     return Err(PluginError::WrongKind {
                         plugin: name.clone(),
@@ -764,6 +774,16 @@ impl Notify for PluginPorts<'_> {
                 .unwrap_or_default(),
             None => self.config.stages.iter().flat_map(|s| &s.notify).collect(),
         };
+        // Each notifier hears the kinds its `events` names (default: all).
+        let names: BTreeSet<&String> = names
+            .into_iter()
+            .filter(|name| {
+                self.config
+                    .plugin(name)
+                    .and_then(|p| p.events.as_ref())
+                    .is_none_or(|events| events.contains(&kind))
+            })
+            .collect();
         let event = Event {
             kind,
             deploy_id: self.deploy_id.clone(),

@@ -321,10 +321,18 @@ fn notifications_reach_a_webhook_once_per_event_in_order_for_whole_runs() {
     // Given a webhook receiver on loopback and every stage notifying it
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let receiver = runtime.block_on(TestServer::start(|_| Reply::text(204, "")));
+    // and a second one that only hears what should page someone (`events`)
+    let pager = runtime.block_on(TestServer::start(|_| Reply::text(204, "")));
     let site = Site::new("e2enote");
+    let pager_url = format!("{}/hook", pager.url());
     let config = site
         .config()
         .webhook("hook", &format!("{}/hook", receiver.url()))
+        .toml(&format!(
+            "[plugins.pager]\nsource = \"builtin:webhook-notify\"\nallow_hosts = [\"{}\"]\nconfig = {{ url = \"{pager_url}\" }}\nevents = [\"deploy-failed\", \"rollback-started\"]\n",
+            pager_url.trim_start_matches("http://").trim_end_matches("/hook")
+        ))
+        .notify("pager")
         .write();
 
     // When v2.0.0 goes through every stage (stopping at the gate, then approved), and then a
@@ -407,7 +415,18 @@ fn notifications_reach_a_webhook_once_per_event_in_order_for_whole_runs() {
         heard.len(),
         "no delivery twice: {heard:#?}"
     );
+    // And the pager heard only the kinds it asked for
+    let pager_heard: Vec<String> = self::heard(&pager)
+        .iter()
+        .map(|h| format!("{}@{}", h.kind, h.stage))
+        .collect();
+    assert_eq!(
+        pager_heard,
+        ["rollback-started@gstg-cny", "deploy-failed@"],
+        "{said}"
+    );
     drop(receiver);
+    drop(pager);
     drop(runtime);
 }
 

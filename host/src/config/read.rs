@@ -71,7 +71,14 @@ const POST_MIGRATION_KEYS: &[&str] = &[
     "container",
     "after_stage",
 ];
-const PLUGIN_KEYS: &[&str] = &["source", "config", "allow_hosts", "secrets", "limits"];
+const PLUGIN_KEYS: &[&str] = &[
+    "source",
+    "config",
+    "allow_hosts",
+    "secrets",
+    "limits",
+    "events",
+];
 const LIMITS_KEYS: &[&str] = &["memory_mib", "cpu", "wall"];
 const STAGE_KEYS: &[&str] = &[
     "name",
@@ -503,18 +510,10 @@ fn read_plugin(section: &Section<'_, '_>, name: &str, dir: &Path) -> Result<Plug
         }
     }
     unique(&secrets, &section.what("secrets"))?;
-    let limits = match section.table("limits", format!("[plugins.{name}.limits]"))? {
-        Some(limits) => {
-            limits.check_keys(LIMITS_KEYS)?;
-            PluginLimits {
-                memory_mib: limits
-                    .count("memory_mib", 1, 1024)?
-                    .map(Spanned::into_inner),
-                cpu: limits.positive_duration("cpu")?,
-                wall: limits.positive_duration("wall")?,
-            }
-        }
-        None => PluginLimits::default(),
+    let limits = read_limits(section, name)?;
+    let events = match section.string_list("events")? {
+        None => None,
+        Some(list) => Some(event_kinds(&list, name)?),
     };
     Ok(Plugin {
         name: name.to_owned(),
@@ -523,7 +522,58 @@ fn read_plugin(section: &Section<'_, '_>, name: &str, dir: &Path) -> Result<Plug
         allow_hosts: strings(allow_hosts),
         secrets: strings(secrets),
         limits,
+        events,
     })
+}
+
+/// `[plugins.NAME.limits]`, default when absent.
+fn read_limits(section: &Section<'_, '_>, name: &str) -> Result<PluginLimits, Problem> {
+    Ok(
+        match section.table("limits", format!("[plugins.{name}.limits]"))? {
+            Some(limits) => {
+                limits.check_keys(LIMITS_KEYS)?;
+                PluginLimits {
+                    memory_mib: limits
+                        .count("memory_mib", 1, 1024)?
+                        .map(Spanned::into_inner),
+                    cpu: limits.positive_duration("cpu")?,
+                    wall: limits.positive_duration("wall")?,
+                }
+            }
+            None => PluginLimits::default(),
+        },
+    )
+}
+
+/// The event kinds of a notifier's `events`, each one a kind tagship sends.
+fn event_kinds(
+    list: &[Text],
+    plugin: &str,
+) -> Result<std::collections::BTreeSet<crate::context::EventKind>, Problem> {
+    use crate::context::EventKind;
+    let names = || EventKind::SENT.iter().map(|k| k.name());
+    let mut kinds = std::collections::BTreeSet::new();
+    for item in list {
+        let Some(kind) = EventKind::SENT
+            .into_iter()
+            .find(|k| k.name() == item.get_ref())
+        else {
+            let hint = match closest(item.get_ref(), names()) {
+                Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                None => format!("use some of {}", quoted_list(names())),
+            };
+            return Err(Problem::new(
+                item.span(),
+                format!(
+                    "`events` in [plugins.{plugin}] names `{}`, which is not an event tagship sends",
+                    item.get_ref()
+                ),
+            )
+            .hint(hint));
+        };
+        kinds.insert(kind);
+    }
+    Ok(kinds)
 }
 
 fn read_stages(

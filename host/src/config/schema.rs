@@ -131,6 +131,9 @@ pub struct Plugin {
     pub secrets: Vec<String>,
     /// `[plugins.NAME.limits]`: sandbox limits overriding tagship's defaults.
     pub limits: PluginLimits,
+    /// `events`: for a notifier, the event kinds it hears (e.g. `["deploy-failed",
+    /// "rollback-started"]`). Default: every kind.
+    pub events: Option<std::collections::BTreeSet<crate::context::EventKind>>,
 }
 
 /// Where a plugin's code comes from.

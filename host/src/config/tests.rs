@@ -639,6 +639,10 @@ fn mistakes_in_plugins_migrations_and_the_lock_are_reported_with_a_hint() {
             "t.toml:2:24: items of `command` in [migrations.pre] must be strings, not an integer\nhint: quote it: `\"1\"`",
         ),
         (
+            "[plugins.slack]\nsource = \"builtin:slack-notify\"\nevents = [\"deploy-failed\", \"rollback-start\"]\n",
+            "t.toml:3:28: `events` in [plugins.slack] names `rollback-start`, which is not an event tagship sends\nhint: did you mean `rollback-started`?",
+        ),
+        (
             "[lock]\nname = \"tagship-{{env}}\"\n",
             "t.toml:2:8: `name` in [lock] has a placeholder other than `{{environment}}`: `tagship-{{env}}`\nhint: only `{{environment}}` is replaced, e.g. `name = \"tagship-{{environment}}\"`",
         ),
@@ -649,6 +653,23 @@ fn mistakes_in_plugins_migrations_and_the_lock_are_reported_with_a_hint() {
         let err = parse(&text, Path::new("t.toml")).unwrap_err();
         assert_eq!(err.to_string(), expected, "{extra}");
     }
+}
+
+#[test]
+fn a_notifier_hears_the_events_it_names_and_every_event_by_default() {
+    let text = format!(
+        "[plugins.slack]\nsource = \"builtin:slack-notify\"\nevents = [\"deploy-failed\", \"rollback-started\"]\n[plugins.hook]\nsource = \"builtin:webhook-notify\"\n{MINIMAL}"
+    );
+    let config = parse(&text, Path::new("t.toml")).unwrap();
+    let slack = config.plugin("slack").unwrap().events.clone().unwrap();
+    assert_eq!(
+        slack.into_iter().collect::<Vec<_>>(),
+        [
+            crate::context::EventKind::DeployFailed,
+            crate::context::EventKind::RollbackStarted
+        ]
+    );
+    assert_eq!(config.plugin("hook").unwrap().events, None);
 }
 
 #[test]
