@@ -2,6 +2,7 @@
 //! per command. The only place that prints errors and decides exit codes.
 
 mod common;
+mod compat;
 mod deploy;
 mod inspect;
 mod lock;
@@ -64,6 +65,10 @@ pub enum Command {
     /// What tagship did to a stage: deploys, rollbacks and failures, oldest first, with
     /// versions, who, when, the pipeline and the reason.
     History(inspect::HistoryArgs),
+    /// Is the registry live in each stage compatible with app version V? Runs each stage's
+    /// compat plugins against every version live there. The pre-check before the app's
+    /// auto-deploy. Exit 0 compatible, 1 incompatible, 3 undecided (fails closed).
+    CheckCompat(compat::CheckCompatArgs),
     /// The deploy lock of an environment, shared with other deployers (e.g. the app's
     /// auto-deploy): acquire, release, status.
     #[command(subcommand)]
@@ -105,6 +110,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Status(args) => Box::pin(inspect::run_status(args)).await,
         Command::Rollback(args) => Box::pin(rollback::run(args)).await,
         Command::History(args) => inspect::run_history(args).await,
+        Command::CheckCompat(args) => Box::pin(compat::run(args)).await,
     };
     result.unwrap_or_else(|error| {
         report_error(&error.error);

@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub deploy_id: String,
     /// The pipeline running it.
     pub pipeline_url: Option<String>,
+    /// The application's version for compat checks.
+    pub app_version: Option<String>,
 }
 
 /// Resolves the configuration into the lifecycle's plan.
@@ -104,6 +106,7 @@ pub fn plan(config: &Config, target: Version, options: &RunOptions) -> Plan {
         lock_ttl: config.lock.ttl,
         deploy_id: options.deploy_id.clone(),
         pipeline_url: options.pipeline_url.clone(),
+        app_version: options.app_version.clone(),
     }
 }
 
@@ -644,6 +647,11 @@ impl<'a> PluginPorts<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The kind of plugin `name` (loading it for `stage` if needed).
+    pub fn kind_of(&self, name: &str, stage: &str) -> Result<PluginKind, PluginError> {
+        Ok(self.plugin(name, stage)?.kind())
     }
 
     fn plugin(&self, name: &str, stage: &str) -> Result<std::sync::Arc<Plugin>, PluginError> {

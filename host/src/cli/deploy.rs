@@ -34,6 +34,12 @@ pub struct DeployArgs {
     #[arg(long, value_name = "STAGE")]
     pub until: Option<String>,
 
+    /// The application's version, given to compat pre-checks (e.g. the Rails app's version
+    /// live in the environments). Without it a compat check that needs it cannot decide, and
+    /// blocks (exit 3).
+    #[arg(long, env = "TAGSHIP_APP_VERSION", value_name = "VERSION")]
+    pub app_version: Option<String>,
+
     /// Allow deploying a version older than the one live (`tagship rollback` is the usual way).
     #[arg(long)]
     pub allow_downgrade: bool,
@@ -64,6 +70,7 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
         allow_downgrade: args.allow_downgrade,
         deploy_id: deploy_id.clone(),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
+        app_version: args.app_version.clone(),
     };
     let plan = plan(&config, target.clone(), &options);
     let host = PluginHost::new().map_err(|e| CommandError::new(e.outcome(), e))?;

@@ -98,6 +98,7 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
         allow_downgrade: args.allow_downgrade,
         deploy_id: "plan".into(),
         pipeline_url: None,
+        app_version: None,
     };
     let plan = plan(&config, target.clone(), &options);
     let cluster = KubePorts::new(&config, holder("plan".into()));
@@ -436,7 +437,8 @@ fn stage_text(stage: &Value, target: Option<&Version>) -> String {
         }
     }
     if stage["last"].is_object() {
-        let _ = write!(text, "\n    last: {}", history_line(&stage["last"]));
+        let last = history_line(&stage["last"]).replace('\n', "\n    ");
+        let _ = write!(text, "\n    last: {last}");
     }
     text
 }

@@ -786,7 +786,7 @@ pub fn context_for(
                 }
             })
             .collect(),
-        app_version: None,
+        app_version: plan.app_version.clone(),
     }
 }
 

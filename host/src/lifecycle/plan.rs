@@ -93,4 +93,6 @@ pub struct Plan {
     pub deploy_id: String,
     /// The CI pipeline running it.
     pub pipeline_url: Option<String>,
+    /// The application's version, for compat checks (`--app-version`), when known.
+    pub app_version: Option<String>,
 }

@@ -54,6 +54,7 @@ pub(crate) fn plan(target: &str, stages: Vec<StagePlan>) -> Plan {
         lock_ttl: Duration::from_mins(2),
         deploy_id: "test-run".into(),
         pipeline_url: Some("https://ci.example/pipelines/1".into()),
+        app_version: None,
     }
 }
 

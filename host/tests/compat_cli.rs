@@ -1,0 +1,149 @@
+//! `tagship check-compat` end to end: the real binary, the built-in `rails-compat` plugin, the
+//! registry versions live in the local cluster, and a loopback HTTP server standing in for the
+//! app repository's minimum-version file.
+//!
+//! Needs the local environment: `tests/cluster/up`, then the variables of its `env` file.
+
+#[path = "support/http_server.rs"]
+mod http_server;
+#[path = "support/site.rs"]
+mod site;
+
+use serde_json::Value;
+
+use http_server::{Reply, TestServer};
+use site::{Site, command, deploy, image_of};
+
+/// The app version → the minimum registry version it needs, as the app's repository declares.
+fn minimum_for(path: &str) -> Reply {
+    match path {
+        "/min/v17.5.0" => Reply::text(200, "v1.0.0\n"),
+        "/min/v18.0.0" => Reply::text(200, "v2.0.0\n"),
+        _ => Reply::text(404, "not found"),
+    }
+}
+
+fn compat_plugin(authority: &str) -> String {
+    format!(
+        "[plugins.compat]\nsource = \"builtin:rails-compat\"\nallow_hosts = [\"{authority}\"]\nconfig = {{ min_version_url = \"http://{authority}/min/{{{{app_version}}}}\" }}\n"
+    )
+}
+
+#[test]
+fn check_compat_reads_the_live_version_per_stage_and_fails_closed() {
+    // Given gstg-cny serving v2.0.0, gprd v1.0.0, both with the compat check; gstg without
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let source = runtime.block_on(TestServer::start(|seen| minimum_for(&seen.path)));
+    let site = Site::new("compat");
+    let config = site
+        .config()
+        .toml(&compat_plugin(&source.authority()))
+        .stage("gstg-cny", "pre_checks = [\"compat\"]")
+        .stage("gprd", "pre_checks = [\"compat\"]")
+        .write();
+    // (the deploy's own compat pre-check gets the app version from --app-version)
+    let ran = deploy(
+        &config,
+        &[
+            "--version",
+            "v2.0.0",
+            "--until",
+            "gstg-cny",
+            "--app-version",
+            "v17.5.0",
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert_eq!(site.image("gstg-cny"), image_of("v2.0.0"));
+    let check = |args: &[&str]| command(&config, &["check-compat"], args);
+
+    // When the app needs v1.0.0, Then every stage is compatible
+    let ran = check(&["--app-version", "v17.5.0"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(
+        ran.stdout
+            .contains("gstg-cny: compatible (registry v2.0.0, app v17.5.0)")
+            && ran
+                .stdout
+                .contains("gprd: compatible (registry v1.0.0, app v17.5.0)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(!ran.stdout.contains("gstg:"), "gstg has no compat check");
+
+    // When the app needs v2.0.0, Then gprd (still v1.0.0) is incompatible, with the reason
+    let ran = check(&["--app-version", "v18.0.0", "--output", "json"]);
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    let report: Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    assert_eq!(report["verdict"], "incompatible");
+    assert_eq!(report["stages"][0]["stage"], "gstg-cny");
+    assert_eq!(report["stages"][0]["verdict"], "compatible");
+    assert_eq!(report["stages"][1]["stage"], "gprd");
+    assert_eq!(report["stages"][1]["verdict"], "incompatible");
+    assert_eq!(report["stages"][1]["registry_versions"][0], "v1.0.0");
+    let reason = report["stages"][1]["reasons"][0].as_str().unwrap_or("");
+    assert!(
+        reason.contains("v1.0.0") && reason.contains("v2.0.0"),
+        "the reason names both versions: {reason}"
+    );
+
+    // When only gstg-cny is asked about, Then it alone decides
+    let ran = check(&["--app-version", "v18.0.0", "--stage", "gstg-cny"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+
+    // When the app's minimum cannot be found, Then it is undecided: fail closed (exit 3)
+    let ran = check(&["--app-version", "v19.0.0"]);
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert!(
+        ran.stdout.contains("undecided") && ran.stdout.contains("404"),
+        "{}",
+        ran.stdout
+    );
+    // unless the caller explicitly accepts that
+    let ran = check(&["--app-version", "v19.0.0", "--allow-undecided"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(ran.said.contains("warning"), "{}", ran.said);
+
+    // And a stage without a compat check, or a bad version, is a usage error
+    let ran = check(&["--app-version", "v17.5.0", "--stage", "gstg"]);
+    assert_eq!(ran.code, 2, "{}", ran.said);
+    assert!(ran.said.contains("no compat plugin"), "{}", ran.said);
+    let ran = check(&["--app-version", "seventeen"]);
+    assert_eq!(ran.code, 2, "{}", ran.said);
+    assert!(ran.said.contains("--app-version"), "{}", ran.said);
+    drop(source);
+}
+
+#[test]
+fn an_unreachable_version_source_fails_closed_with_a_clear_message() {
+    // Given a version source that does not answer (a port nobody listens on)
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let site = Site::new("compatdown");
+    let config = site
+        .config()
+        .toml(&compat_plugin(&format!("127.0.0.1:{port}")))
+        .stage("gstg-cny", "pre_checks = [\"compat\"]")
+        .write();
+
+    // When the check runs, Then it is undecided, exit 3, and says it could not reach the source
+    let ran = command(&config, &["check-compat"], &["--app-version", "v17.5.0"]);
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert!(ran.stdout.contains("gstg-cny: undecided"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains(&format!("127.0.0.1:{port}")),
+        "the message names the source: {}",
+        ran.stdout
+    );
+
+    // And a deploy with the same pre-check is blocked with nothing changed
+    let before = site.resource_version("gstg-cny");
+    let ran = deploy(
+        &config,
+        &["--version", "v2.0.0", "--app-version", "v17.5.0"],
+    );
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert_eq!(site.resource_version("gstg-cny"), before);
+}
