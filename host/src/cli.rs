@@ -8,6 +8,7 @@ mod inspect;
 mod lock;
 mod plugin;
 mod rollback;
+mod trigger;
 
 use std::fmt::Write as _;
 
@@ -69,6 +70,10 @@ pub enum Command {
     /// compat plugins against every version live there. The pre-check before the app's
     /// auto-deploy. Exit 0 compatible, 1 incompatible, 3 undecided (fails closed).
     CheckCompat(compat::CheckCompatArgs),
+    /// From the service's tag pipeline: start the deploy project's pipeline through GitLab's
+    /// pipeline trigger API, passing the version and this pipeline's URL as variables; prints
+    /// the new pipeline's URL. Retries 5xx; 401/404 exit 2.
+    Trigger(trigger::TriggerArgs),
     /// The deploy lock of an environment, shared with other deployers (e.g. the app's
     /// auto-deploy): acquire, release, status.
     #[command(subcommand)]
@@ -111,6 +116,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Rollback(args) => Box::pin(rollback::run(args)).await,
         Command::History(args) => inspect::run_history(args).await,
         Command::CheckCompat(args) => Box::pin(compat::run(args)).await,
+        Command::Trigger(args) => trigger::run(args).await,
     };
     result.unwrap_or_else(|error| {
         report_error(&error.error);
@@ -152,7 +158,15 @@ fn report_error(error: &anyhow::Error) {
 }
 
 fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use crate::gitlab::TriggerError;
     use crate::plugins::PluginError;
+    if let Some(e) = cause.downcast_ref::<TriggerError>() {
+        return match e {
+            TriggerError::Unauthorized { .. } => Some("create a pipeline trigger token in the deploy project (Settings > CI/CD > Pipeline trigger tokens) and store it in a masked variable".into()),
+            TriggerError::NotFound { .. } => Some("--project takes the deploy project's numeric id or full path (`group/project`), and the token must belong to that project".into()),
+            _ => None,
+        };
+    }
     match cause.downcast_ref::<PluginError>()? {
         PluginError::CpuLimit { .. } | PluginError::MemoryLimit { .. } | PluginError::WallTimeout { .. } => {
             Some("raise the plugin's limit in tagship.toml ([plugins.NAME.limits]) if the work is legitimate".into())

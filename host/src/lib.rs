@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod deploy;
 pub mod exit;
+pub mod gitlab;
 pub mod lifecycle;
 pub mod plugins;
 pub mod report;
