@@ -267,6 +267,7 @@ impl PluginHost {
             })?;
         Ok(Plugin {
             env: Arc::new(PluginEnv {
+                templated: spec.config.values().any(|v| v.contains("{{")),
                 name: spec.name,
                 config: spec.config,
                 limits: spec.limits,

@@ -3,7 +3,9 @@
 //! A fresh [`State`] (and store) is made for every call. WASI is linked because every Rust guest
 //! imports `wasi:cli` and `wasi:io`, but its context is empty: no preopened directories, no
 //! environment, no arguments, no sockets, stdin closed; stdout and stderr are captured into
-//! bounded buffers and forwarded to `tracing` under the plugin's name.
+//! bounded buffers and forwarded to `tracing` under the plugin's name. The WASI context is built
+//! on the call's first WASI import (most calls make none), so a call that never touches WASI
+//! does not pay for seeding its random number generators.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,17 +32,22 @@ pub(crate) struct PluginEnv {
     pub(crate) grants: super::grants::Grants,
     pub(crate) redactor: Redactor,
     pub(crate) http: HttpGate,
+    /// Whether any config value holds a `{{...}}` placeholder; when none does, a call does not
+    /// collect the template values.
+    pub(crate) templated: bool,
 }
 
 /// The data of one call's store.
 pub(crate) struct State {
-    wasi: WasiCtx,
+    /// Built on first use by a WASI import; see [`new_wasi_ctx`].
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) env: Arc<PluginEnv>,
     pub(crate) limiter: MemoryLimiter,
     log: LogBudget,
-    /// Values for `{{stage}}` and friends in config templates.
-    vars: BTreeMap<&'static str, String>,
+    /// Values for `{{stage}}` and friends in config templates (empty unless
+    /// [`PluginEnv::templated`]).
+    vars: Vec<(&'static str, String)>,
     pub(crate) started: Instant,
     /// Time spent waiting in host I/O; it is not the plugin's CPU time.
     pub(crate) host_wait: Duration,
@@ -52,30 +59,13 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn new(env: Arc<PluginEnv>, ctx: &DeployContext) -> Self {
-        let stdout = Captured::new(64 << 10);
-        let stderr = Captured::new(64 << 10);
-        let mut builder = WasiCtx::builder();
-        builder
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        let mut vars = BTreeMap::from([
-            ("stage", ctx.stage.clone()),
-            ("environment", ctx.environment.clone()),
-            ("version", ctx.version.clone()),
-            ("component", ctx.component.clone()),
-        ]);
-        // Unknown values stay as placeholders, so a plugin can tell "not known" from "empty".
-        if let Some(v) = &ctx.previous_version {
-            vars.insert("previous_version", v.clone());
-        }
-        if let Some(v) = &ctx.app_version {
-            vars.insert("app_version", v.clone());
-        }
+        let vars = if env.templated {
+            template_vars(ctx)
+        } else {
+            Vec::new()
+        };
         State {
-            wasi: builder.build(),
+            wasi: None,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(env.limits.memory_bytes),
             log: LogBudget::new(&env.limits),
@@ -84,8 +74,8 @@ impl State {
             started: Instant::now(),
             host_wait: Duration::ZERO,
             cpu_exceeded: false,
-            stdout,
-            stderr,
+            stdout: Captured::new(64 << 10),
+            stderr: Captured::new(64 << 10),
         }
     }
 
@@ -96,18 +86,25 @@ impl State {
 
     /// Forwards captured output and the dropped-line count to the log.
     pub(crate) fn flush_logs(&mut self) {
-        let name = self.env.name.clone();
-        for (stream, captured) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+        let State {
+            env,
+            log,
+            stdout,
+            stderr,
+            ..
+        } = self;
+        let name = env.name.as_str();
+        for (stream, captured) in [("stdout", &*stdout), ("stderr", &*stderr)] {
             let text = captured.take();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                if self.log.take(Instant::now()) {
-                    tracing::info!(plugin = %name, stream, "{}", self.env.redactor.redact(line));
+                if log.take(Instant::now()) {
+                    tracing::info!(plugin = %name, stream, "{}", env.redactor.redact(line));
                 }
             }
         }
-        if self.log.dropped > 0 {
-            tracing::warn!(plugin = %name, dropped = self.log.dropped, "plugin log lines dropped by the rate limit");
-            self.log.dropped = 0;
+        if log.dropped > 0 {
+            tracing::warn!(plugin = %name, dropped = log.dropped, "plugin log lines dropped by the rate limit");
+            log.dropped = 0;
         }
     }
 
@@ -129,21 +126,77 @@ impl State {
                 .redact(&format!("{} (at {location})", message.join(" ").trim())),
         )
     }
+}
 
-    fn render(&self, template: &str) -> String {
-        let mut out = template.to_owned();
-        for (name, value) in &self.vars {
-            out = out.replace(&format!("{{{{{name}}}}}"), value);
-        }
-        out
+/// The empty WASI context of one call: stdout and stderr captured, no network, and the
+/// builder's defaults for the rest (no environment, arguments or preopens; stdin closed).
+fn new_wasi_ctx(stdout: &Captured, stderr: &Captured) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder.build()
+}
+
+/// The values a config template may name. Unknown values are left out, so their placeholders
+/// stay as written and a plugin can tell "not known" from "empty".
+fn template_vars(ctx: &DeployContext) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("stage", ctx.stage.clone()),
+        ("environment", ctx.environment.clone()),
+        ("version", ctx.version.clone()),
+        ("component", ctx.component.clone()),
+    ];
+    if let Some(v) = &ctx.previous_version {
+        vars.push(("previous_version", v.clone()));
     }
+    if let Some(v) = &ctx.app_version {
+        vars.push(("app_version", v.clone()));
+    }
+    vars
+}
+
+/// `template` with each `{{name}}` of `vars` replaced by its value, in one pass: a value is
+/// never itself rendered. Unknown names stay as written.
+fn render(template: &str, vars: &[(&'static str, String)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let known = after.find("}}").and_then(|close| {
+            let name = &after[..close];
+            vars.iter()
+                .find(|(known, _)| *known == name)
+                .map(|(_, value)| (value, close))
+        });
+        if let Some((value, close)) = known {
+            out.push_str(value);
+            rest = &after[close + 2..];
+        } else {
+            out.push('{');
+            rest = &rest[open + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let State {
+            wasi,
+            table,
+            stdout,
+            stderr,
+            ..
+        } = self;
         WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
+            ctx: wasi.get_or_insert_with(|| new_wasi_ctx(stdout, stderr)),
+            table,
         }
     }
 }
@@ -177,7 +230,13 @@ impl wit_host::Host for State {
     }
 
     async fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.env.config.get(&key).map(|v| self.render(v)))
+        Ok(self.env.config.get(&key).map(|v| {
+            if self.vars.is_empty() {
+                v.clone()
+            } else {
+                render(v, &self.vars)
+            }
+        }))
     }
 
     async fn secret(&mut self, name: String) -> wasmtime::Result<Option<String>> {
@@ -312,5 +371,30 @@ impl tokio::io::AsyncWrite for Captured {
         _cx: &mut std::task::Context<'_>,
     ) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    #[test]
+    fn templates_render_known_values_and_keep_unknown_placeholders() {
+        let vars = [
+            ("stage", "gstg-cny".to_owned()),
+            ("version", "{{stage}}".to_owned()),
+        ];
+        for (template, expected) in [
+            ("plain", "plain"),
+            ("env={{stage}}", "env=gstg-cny"),
+            ("{{stage}}/{{stage}}", "gstg-cny/gstg-cny"),
+            ("{{app_version}} {{stage}}", "{{app_version}} gstg-cny"),
+            ("{{version}}", "{{stage}}"),
+            ("{{{stage}}}", "{gstg-cny}"),
+            ("open {{stage", "open {{stage"),
+            ("", ""),
+        ] {
+            assert_eq!(render(template, &vars), expected, "{template}");
+        }
     }
 }
