@@ -152,12 +152,17 @@ pub struct Event {
 }
 
 /// Now as RFC 3339 UTC, without pulling a date crate for one line.
+pub fn now_rfc3339() -> String {
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `time` as RFC 3339 UTC, whole seconds.
 #[allow(
     clippy::many_single_char_names,
     reason = "the names of the published algorithm"
 )]
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    let secs = time
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let days = secs / 86_400;

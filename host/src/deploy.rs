@@ -117,6 +117,8 @@ type ConnectionKey = (Option<std::path::PathBuf>, Option<String>);
 pub struct KubePorts<'a> {
     config: &'a Config,
     holder: KubeHolder,
+    /// Where rollout progress goes.
+    reporter: &'a (dyn Reporter + Sync),
     connections: Mutex<HashMap<ConnectionKey, std::sync::Arc<OnceCell<KubeCluster>>>>,
 }
 
@@ -147,8 +149,16 @@ impl<'a> KubePorts<'a> {
         KubePorts {
             config,
             holder,
+            reporter: &crate::progress::Lines,
             connections: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Rollout progress goes to `reporter` (default: plain lines on stderr).
+    #[must_use]
+    pub fn with_reporter(mut self, reporter: &'a (dyn Reporter + Sync)) -> Self {
+        self.reporter = reporter;
+        self
     }
 
     fn stage(&self, name: &str) -> Result<&'a Stage, PortError> {
@@ -469,6 +479,7 @@ impl Cluster for KubePorts<'_> {
             for workload in &stage.workloads {
                 waits.push(async move {
                     let context = cluster.context().to_owned();
+                    let reporter = self.reporter;
                     let mut said = String::new();
                     // kubectl's words, once per change, and only for a status the controller
                     // wrote for the current generation (an older one says nothing true).
@@ -481,7 +492,7 @@ impl Cluster for KubePorts<'_> {
                         if live.observed_generation < live.generation || message == said {
                             return;
                         }
-                        LineReporter.step(
+                        reporter.step(
                             Some(&plan.name),
                             &format!("rollout of `{}` in `{context}`: {message}", live.name),
                         );
@@ -828,19 +839,7 @@ impl Notify for PluginPorts<'_> {
 }
 
 /// Prints each step as a line on stderr: `HH:MM:SS [stage] message`.
-#[derive(Debug, Default)]
-pub struct LineReporter;
-
-impl Reporter for LineReporter {
-    fn step(&self, stage: Option<&str>, message: &str) {
-        let now = crate::context::now_rfc3339();
-        let time = now.get(11..19).unwrap_or("");
-        match stage {
-            Some(stage) => crate::report::stderr_line(&format!("{time} [{stage}] {message}")),
-            None => crate::report::stderr_line(&format!("{time} {message}")),
-        }
-    }
-}
+pub use crate::progress::Lines as LineReporter;
 
 /// The default lock holder of a deploy run.
 pub fn holder(reason: String) -> KubeHolder {

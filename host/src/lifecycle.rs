@@ -15,7 +15,7 @@ pub mod ports;
 pub mod preview;
 pub mod rollback;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use driver::{DeployOutcome, context_for, deploy};
 pub use plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};

@@ -249,3 +249,132 @@ fn a_deploy_stopped_by_sigterm_releases_its_lock_and_a_rerun_finishes() {
     assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
     assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
 }
+
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one run, then every report it wrote, read in turn"
+)]
+fn a_deploy_in_ci_writes_sections_and_the_json_markdown_and_dotenv_reports() {
+    // Given three stages at v1.0.0
+    let site = Site::new("cmdci");
+    let config = site.config().write();
+    let reports = site.dir().join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    let (json_path, md_path, env_path) = (
+        reports.join("deploy.json"),
+        reports.join("summary.md"),
+        reports.join("deploy.env"),
+    );
+    let in_ci = |args: &[&str]| {
+        let mut cmd = deploy_command(&config, args);
+        cmd.env("CI", "true")
+            .env(
+                "CI_PIPELINE_URL",
+                "https://gitlab.example.com/deploy/-/pipelines/7",
+            )
+            .arg("--json-report")
+            .arg(&json_path)
+            .arg("--markdown-report")
+            .arg(&md_path)
+            .arg("--dotenv")
+            .arg(&env_path);
+        site::run(&mut cmd)
+    };
+
+    // When v2.0.0 is deployed up to gstg in CI
+    let ran = in_ci(&["--version", "v2.0.0", "--until", "gstg"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+
+    // Then the log has a GitLab section per stage and per phase, opened and closed
+    for name in [
+        "tagship_gstg-cny",
+        "tagship_gstg-cny_rollout",
+        "tagship_gstg",
+    ] {
+        assert!(
+            ran.stderr.contains(&format!(":{name}\r\x1b[0K"))
+                && ran.stderr.contains("section_end:"),
+            "section {name}: {}",
+            ran.stderr
+        );
+    }
+    let starts = ran.stderr.matches("section_start:").count();
+    let ends = ran.stderr.matches("section_end:").count();
+    assert_eq!(starts, ends, "every section is closed: {}", ran.stderr);
+
+    // And the JSON report holds the outcome, each stage's result, the steps and events
+    let report = json(&std::fs::read_to_string(&json_path).unwrap());
+    assert_eq!(report["outcome"], "done");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["version"], "v2.0.0");
+    assert_eq!(
+        report["pipeline_url"],
+        "https://gitlab.example.com/deploy/-/pipelines/7"
+    );
+    let results: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["deployed", "deployed", "not reached"]);
+    assert!(report["stages"][0]["started_at"].is_string());
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["stage"] == "gstg-cny" && s["message"] == "applying v2.0.0"),
+        "{report}"
+    );
+    let kinds: Vec<&str> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"deploy-started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"deploy-succeeded"), "{kinds:?}");
+
+    // And the Markdown summary has the table and a Mermaid timeline with a bar per phase
+    let md = std::fs::read_to_string(&md_path).unwrap();
+    assert!(md.starts_with("## tagship: registry v2.0.0: done"), "{md}");
+    assert!(md.contains("| gstg-cny | gstg | deployed |"), "{md}");
+    assert!(md.contains("| gprd | gprd | not reached |"), "{md}");
+    assert!(md.contains("```mermaid\ngantt\n"), "{md}");
+    assert!(md.contains("    section gstg-cny\n"), "{md}");
+    assert!(md.contains("    rollout :done, "), "{md}");
+
+    // And the dotenv file tells downstream jobs how it went
+    let env = std::fs::read_to_string(&env_path).unwrap();
+    for line in [
+        "TAGSHIP_OUTCOME=done",
+        "TAGSHIP_EXIT_CODE=0",
+        "TAGSHIP_VERSION=v2.0.0",
+        "TAGSHIP_STAGE_REACHED=gstg",
+        "TAGSHIP_DEPLOYED_STAGES=gstg-cny,gstg",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} missing: {env}");
+    }
+
+    // When a crash-looping release is rolled back, Then the reports say so
+    let ran = in_ci(&["--version", "v3.0.0-crashloop"]);
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    let report = json(&std::fs::read_to_string(&json_path).unwrap());
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(report["rolled_back_to"], "v2.0.0");
+    assert_eq!(
+        report["stages"][0]["result"],
+        "failed, rolled back to v2.0.0"
+    );
+    let md = std::fs::read_to_string(&md_path).unwrap();
+    assert!(md.contains("    rollback :crit, "), "{md}");
+    let env = std::fs::read_to_string(&env_path).unwrap();
+    assert!(
+        env.lines().any(|l| l == "TAGSHIP_OUTCOME=failed")
+            && env.lines().any(|l| l == "TAGSHIP_EXIT_CODE=1")
+            && env.lines().any(|l| l == "TAGSHIP_ROLLED_BACK_TO=v2.0.0"),
+        "{env}"
+    );
+}

@@ -41,6 +41,8 @@ const COMMANDS: &[(&str, &[&str])] = &[
             "--ref",
             "--gitlab-url",
             "--token-env",
+            "--variable",
+            "--output",
         ],
     ),
     (
@@ -52,6 +54,7 @@ const COMMANDS: &[(&str, &[&str])] = &[
             "--json-report",
             "--markdown-report",
             "--dotenv",
+            "--app-version",
         ],
     ),
     ("check-compat", &["--app-version", "--stage", "--output"]),

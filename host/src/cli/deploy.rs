@@ -9,9 +9,11 @@ use super::{CommandError, common};
 use crate::context::EventKind;
 use crate::deploy::{KubePorts, LineReporter, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
-use crate::lifecycle::ports::{Cluster as _, Notify as _, Reporter as _, StageLive};
+use crate::journal::{Ending, Finished, Journal, RecordingNotify, RunReport, write_atomically};
+use crate::lifecycle::ports::{Cluster as _, Reporter as _, StageLive};
 use crate::lifecycle::{Action, DeployOutcome, Plan, context_for, deploy, preview};
 use crate::plugins::PluginHost;
+use crate::progress;
 use crate::report;
 
 /// `deploy` arguments.
@@ -43,6 +45,21 @@ pub struct DeployArgs {
     /// Allow deploying a version older than the one live (`tagship rollback` is the usual way).
     #[arg(long)]
     pub allow_downgrade: bool,
+
+    /// Write a JSON report of the run (every step, phase, check result and event with its
+    /// time, and the outcome) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json_report: Option<PathBuf>,
+
+    /// Write a Markdown summary (stages table, a Mermaid timeline GitLab renders, the checks
+    /// that did not pass) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub markdown_report: Option<PathBuf>,
+
+    /// Write `TAGSHIP_*` variables (outcome, exit code, stage reached, versions) to this file,
+    /// for `artifacts:reports:dotenv` and downstream jobs.
+    #[arg(long, value_name = "PATH")]
+    pub dotenv: Option<PathBuf>,
 
     /// Change nothing: say what each stage would do and have the API server validate every
     /// apply (server-side dry run). Takes no lock; runs no check or migration. Exit 3 when the
@@ -78,22 +95,65 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     plugins
         .preload()
         .map_err(|e| CommandError::new(e.outcome(), e))?;
-    let cluster = KubePorts::new(
-        &config,
-        holder(format!("deploying {} {target}", config.component.name)),
-    );
+    let lock_holder = holder(format!("deploying {} {target}", config.component.name));
     if args.dry_run {
+        let cluster = KubePorts::new(&config, lock_holder);
         return Ok(dry_run(&plan, &cluster).await);
     }
-    let run = Box::pin(deploy(&plan, &cluster, &plugins, &plugins, &LineReporter));
-    let outcome = tokio::select! {
-        outcome = run => outcome,
-        signal = shutdown_signal() => {
-            return Ok(interrupted(signal, &plan, &cluster, &plugins).await);
+    let journal = Journal::new(progress::display());
+    let (ending, outcome) = {
+        let cluster = KubePorts::new(&config, lock_holder).with_reporter(&journal);
+        let notify = RecordingNotify {
+            inner: &plugins,
+            journal: &journal,
+        };
+        let run = Box::pin(deploy(&plan, &cluster, &plugins, &notify, &journal));
+        tokio::select! {
+            outcome = run => (Ending::of(&outcome, summary(&outcome)), outcome.outcome()),
+            signal = shutdown_signal() => {
+                let ending = interrupted(signal, &plan, &cluster, &notify).await;
+                let ending = Ending {
+                    stage_reached: journal.last_stage(),
+                    ..ending
+                };
+                (ending, Outcome::Failed)
+            }
         }
     };
-    report::stderr_line(&summary(&outcome));
-    Ok(outcome.outcome())
+    let finished = journal.finish();
+    report::stderr_line(&ending.summary);
+    write_reports(&args, &plan, &finished, &ending);
+    Ok(outcome)
+}
+
+/// Writes the reports the flags ask for. A report that cannot be written is said loudly but
+/// does not change the deploy's outcome (the cluster is what it is).
+fn write_reports(args: &DeployArgs, plan: &Plan, finished: &Finished, ending: &Ending) {
+    let report = RunReport {
+        plan,
+        finished,
+        ending,
+    };
+    let outputs = [
+        (&args.json_report, "JSON report"),
+        (&args.markdown_report, "Markdown summary"),
+        (&args.dotenv, "dotenv file"),
+    ];
+    for (path, what) in outputs {
+        let Some(path) = path else { continue };
+        let text = match what {
+            "JSON report" => serde_json::to_string_pretty(&report.json()).unwrap_or_default(),
+            "Markdown summary" => report.markdown(),
+            _ => report.dotenv(),
+        };
+        match write_atomically(path, &text) {
+            Ok(()) => report::stderr_line(&format!("wrote the {what} to {}", path.display())),
+            Err(e) => report::stderr_line(&format!(
+                "error: could not write the {what} to {}: {e}",
+                path.display()
+            )),
+        }
+    }
 }
 
 /// `--dry-run`: says what each stage would do and has the API server validate each apply
@@ -183,8 +243,8 @@ async fn interrupted(
     signal: &str,
     plan: &Plan,
     cluster: &KubePorts<'_>,
-    notify: &PluginPorts<'_>,
-) -> Outcome {
+    notify: &impl crate::lifecycle::ports::Notify,
+) -> Ending {
     report::stderr_line(&format!(
         "{signal}: stopping; releasing the deploy lock (a second signal exits at once)"
     ));
@@ -215,11 +275,18 @@ async fn interrupted(
             report::stderr_line("cleanup took over 20s: exiting; the lock expires on its own");
         }
     }
-    report::stderr_line(&format!(
-        "interrupted by {signal}: a stage may be part-way; re-run `tagship deploy --version {}` to finish it (or roll it back)",
-        plan.target
-    ));
-    Outcome::Failed
+    Ending {
+        outcome: "interrupted",
+        exit_code: Outcome::Failed.code(),
+        summary: format!(
+            "interrupted by {signal}: a stage may be part-way; re-run `tagship deploy --version {}` to finish it (or roll it back)",
+            plan.target
+        ),
+        stage_reached: None,
+        deployed: Vec::new(),
+        skipped: Vec::new(),
+        rolled_back_to: None,
+    }
 }
 
 fn summary(outcome: &DeployOutcome) -> String {

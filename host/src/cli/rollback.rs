@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{CommandError, common};
-use crate::deploy::{KubePorts, LineReporter, PluginPorts, RunOptions, holder, plan};
+use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::lifecycle::{DeployOutcome, RollbackRequest, rollback};
 use crate::plugins::PluginHost;
@@ -64,19 +64,23 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     notify
         .preload()
         .map_err(|e| CommandError::new(e.outcome(), e))?;
+    let display = crate::progress::display();
     let cluster = KubePorts::new(
         &config,
         holder(format!(
             "rolling back {} in {}",
             config.component.name, args.stage
         )),
-    );
+    )
+    .with_reporter(&*display);
     let request = RollbackRequest {
         stage: args.stage.clone(),
         to,
         force: args.force,
     };
-    let outcome = rollback(&plan, &request, &cluster, &notify, &LineReporter).await;
+    let outcome = rollback(&plan, &request, &cluster, &notify, &display).await;
+    drop(cluster);
+    drop(display);
     report::stderr_line(&match &outcome {
         DeployOutcome::Done { deployed, .. } if deployed.is_empty() => {
             format!(

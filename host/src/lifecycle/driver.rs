@@ -21,7 +21,7 @@ use super::decide::{self, RollbackDecision, StageAction};
 use super::plan::{Plan, StagePlan};
 use super::ports::{
     CheckOutcome, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt, Migration,
-    Notify, PortError, Reporter, StageLive,
+    Notify, Phase, PortError, Reporter, StageEnd, StageLive,
 };
 
 /// How a deploy run ended.
@@ -170,7 +170,14 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         let mut deployed = Vec::new();
         let mut skipped = Vec::new();
         for stage in &self.plan.stages {
-            match self.stage(stage).await {
+            let result = self.stage(stage).await;
+            let end = match result {
+                Ok(true) => StageEnd::Deployed,
+                Ok(false) => StageEnd::AlreadyThere,
+                Err(_) => StageEnd::Stopped,
+            };
+            self.reporter.stage_done(&stage.name, end);
+            match result {
                 Ok(true) => deployed.push(stage.name.clone()),
                 Ok(false) => skipped.push(stage.name.clone()),
                 Err(outcome) => return outcome,
@@ -271,6 +278,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             return Ok(());
         }
         self.release().await;
+        self.reporter.phase(&stage.name, Phase::Lock);
         let deadline = Instant::now() + self.plan.lock_wait;
         let mut told = false;
         loop {
@@ -376,6 +384,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             self.before_change(stage, &ctx).await?;
         }
 
+        self.reporter.phase(&stage.name, Phase::Rollout);
         self.reporter
             .step(Some(&stage.name), &format!("applying {}", self.plan.target));
         self.cluster
@@ -442,6 +451,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
     ) -> Result<(), DeployOutcome> {
         self.pre_checks(stage, ctx).await?;
         if stage.first_of_environment && self.plan.pre_migrations {
+            self.reporter.phase(&stage.name, Phase::PreMigrations);
             self.reporter
                 .step(Some(&stage.name), "running pre-deployment migrations");
             match self
@@ -469,11 +479,14 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         if stage.pre_checks.is_empty() {
             return Ok(());
         }
+        self.reporter.phase(&stage.name, Phase::PreChecks);
         self.reporter.step(
             Some(&stage.name),
             &format!("pre-checks: {}", stage.pre_checks.join(", ")),
         );
         let results = self.checks.run(stage, &stage.pre_checks, ctx).await;
+        self.reporter
+            .checked(&stage.name, Phase::PreChecks, &results);
         if let Err(reason) = decide::pre_check_verdict(&results) {
             self.notify
                 .send(Some(stage), EventKind::CheckBlocked, ctx, &reason)
@@ -492,6 +505,10 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         plan: &super::plan::BakePlan,
         ctx: &DeployContext,
     ) -> Result<Tally, String> {
+        let phase = Phase::Bake {
+            duration: plan.duration,
+        };
+        self.reporter.phase(&stage.name, phase);
         self.reporter.step(
             Some(&stage.name),
             &format!(
@@ -505,6 +522,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         let mut tally = Tally::default();
         loop {
             let results = self.checks.run(stage, &plan.checks, ctx).await;
+            self.reporter.checked(&stage.name, phase, &results);
             for r in &results {
                 let text = match &r.outcome {
                     CheckOutcome::Pass => "pass".to_owned(),
@@ -543,6 +561,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         to: Option<&Version>,
         reason: String,
     ) -> DeployOutcome {
+        self.reporter.phase(&stage.name, Phase::Rollback);
         self.reporter
             .step(Some(&stage.name), &format!("{reason}; rolling back"));
         self.notify
@@ -681,6 +700,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         if mark.as_ref().is_some_and(|m| *m >= self.plan.target) {
             return Ok(());
         }
+        self.reporter.phase(&stage.name, Phase::PostMigrations);
         self.reporter
             .step(Some(&stage.name), "running post-deployment migrations");
         let ctx = self.context(Some(stage), None, live);

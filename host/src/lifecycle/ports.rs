@@ -200,8 +200,63 @@ pub trait Notify {
     );
 }
 
+/// A phase of a stage's work, for sections, progress and the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for and holding the environment's lock.
+    Lock,
+    /// Pre-checks.
+    PreChecks,
+    /// Pre-deployment migrations.
+    PreMigrations,
+    /// The server-side apply and the rollout.
+    Rollout,
+    /// The bake: health checks for `duration`.
+    Bake {
+        /// How long the bake lasts.
+        duration: std::time::Duration,
+    },
+    /// Rolling back.
+    Rollback,
+    /// Post-deployment migrations.
+    PostMigrations,
+}
+
+impl Phase {
+    /// Its name in reports, e.g. `pre-checks`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Lock => "lock",
+            Phase::PreChecks => "pre-checks",
+            Phase::PreMigrations => "pre-deployment migrations",
+            Phase::Rollout => "rollout",
+            Phase::Bake { .. } => "bake",
+            Phase::Rollback => "rollback",
+            Phase::PostMigrations => "post-deployment migrations",
+        }
+    }
+}
+
+/// How a stage ended in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageEnd {
+    /// This run deployed it.
+    Deployed,
+    /// It already served the target.
+    AlreadyThere,
+    /// The run stopped in it (the run's outcome says why).
+    Stopped,
+}
+
 /// What the run reports as it goes (terminal, CI log, JSON report).
 pub trait Reporter {
     /// One step, as it happens.
     fn step(&self, stage: Option<&str>, message: &str);
+    /// A phase of `stage` begins (it lasts until the next phase or the stage's end).
+    fn phase(&self, _stage: &str, _phase: Phase) {}
+    /// The results of one round of checks of `stage`, in `phase`.
+    fn checked(&self, _stage: &str, _phase: Phase, _results: &[CheckResult]) {}
+    /// `stage` is over; the next step belongs to another stage.
+    fn stage_done(&self, _stage: &str, _end: StageEnd) {}
 }

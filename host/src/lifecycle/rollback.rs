@@ -151,6 +151,8 @@ async fn perform<C: Cluster, N: Notify, R: Reporter>(
     current: &Version,
     to: &Version,
 ) -> DeployOutcome {
+    run.reporter
+        .phase(&stage.name, super::ports::Phase::Rollback);
     run.reporter.step(
         Some(&stage.name),
         &format!("rolling back: {current} → {to}"),

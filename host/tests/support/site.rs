@@ -166,6 +166,9 @@ pub fn tagship(args: &[&str]) -> Command {
         .env_remove("TAGSHIP_CONFIG")
         .env_remove("CI_COMMIT_TAG")
         .env_remove("CI_PIPELINE_ID")
+        // Plain lines unless a test asks for CI mode (`.env("CI", "true")`).
+        .env_remove("CI")
+        .env_remove("GITLAB_CI")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
