@@ -12,7 +12,7 @@ mod trigger;
 
 use std::fmt::Write as _;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use crate::exit::{EXIT_CODES_HELP, Outcome};
 
@@ -78,6 +78,20 @@ pub enum Command {
     /// auto-deploy): acquire, release, status.
     #[command(subcommand)]
     Lock(lock::LockCommand),
+    /// Print a shell completion script, e.g. `tagship completions bash >
+    /// /etc/bash_completion.d/tagship`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `tagship man > /usr/local/share/man/man1/tagship.1`, or
+    /// write one page per command into a directory.
+    Man {
+        /// Write `tagship.1`, `tagship-deploy.1`, … into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
     /// Tools for plugin authors: inspect a plugin, or run it once in the sandbox.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -117,6 +131,33 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::History(args) => inspect::run_history(args).await,
         Command::CheckCompat(args) => Box::pin(compat::run(args)).await,
         Command::Trigger(args) => trigger::run(args).await,
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tagship", &mut out);
+            crate::report::stdout_line(String::from_utf8_lossy(&out).trim_end());
+            Ok(Outcome::Done)
+        }
+        Command::Man { out_dir: Some(dir) } => clap_mangen::generate_to(Cli::command(), &dir)
+            .map(|()| {
+                crate::report::stderr_line(&format!("wrote the man pages to {}", dir.display()));
+                Outcome::Done
+            })
+            .map_err(|e| {
+                CommandError::usage(
+                    anyhow::Error::new(e)
+                        .context(format!("cannot write the man pages to {}", dir.display())),
+                )
+            }),
+        Command::Man { out_dir: None } => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => {
+                    crate::report::stdout_line(String::from_utf8_lossy(&out).trim_end());
+                    Ok(Outcome::Done)
+                }
+                Err(e) => Err(CommandError::new(Outcome::Failed, e)),
+            }
+        }
     };
     result.unwrap_or_else(|error| {
         report_error(&error.error);
