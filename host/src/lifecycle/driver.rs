@@ -339,28 +339,43 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         }
     }
 
-    async fn deploy_stage(&self, stage: &StagePlan) -> StageResult {
-        // Someone may have changed the stage while this run waited for the lock.
+    /// Re-reads the stage once the lock is held: someone may have changed it meanwhile.
+    /// `Ok(None)`: already at the target.
+    async fn after_lock(
+        &self,
+        stage: &StagePlan,
+    ) -> Result<Option<(Option<Version>, bool, StageLive)>, DeployOutcome> {
         let live = self
             .cluster
             .live(stage)
             .await
             .map_err(|e| Self::infra(stage, &e))?;
-        let (previous, resume) = match decide::stage_action(self.plan, stage, &live) {
-            StageAction::Deploy { previous, resume } => (previous, resume),
+        match decide::stage_action(self.plan, stage, &live) {
+            StageAction::Deploy { previous, resume } => Ok(Some((previous, resume, live))),
             StageAction::Skip => {
                 self.reporter.step(
                     Some(&stage.name),
                     "already at the target after waiting for the lock",
                 );
-                return Ok(false);
+                Ok(None)
             }
-            other => {
-                return Err(DeployOutcome::Blocked {
-                    stage: stage.name.clone(),
-                    reason: format!("the stage changed while waiting for the lock: {other:?}"),
-                });
-            }
+            StageAction::RefuseDowngrade { live: newer } => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "{newer} went live while this run waited for the lock, and it is newer than {}; nothing was changed (deploying an older version needs --allow-downgrade)",
+                    self.plan.target
+                ),
+            }),
+            // Checked before the lock was taken; only the gate could say this.
+            StageAction::AwaitApproval => Err(DeployOutcome::AwaitingApproval {
+                stage: stage.name.clone(),
+            }),
+        }
+    }
+
+    async fn deploy_stage(&self, stage: &StagePlan) -> StageResult {
+        let Some((previous, resume, live)) = self.after_lock(stage).await? else {
+            return Ok(false);
         };
         let ctx = self.context(Some(stage), previous.as_ref(), &live);
         let from = previous
@@ -1143,6 +1158,22 @@ mod tests {
             "{outcome:?}"
         );
         assert!(cluster.applies().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_version_that_went_live_while_waiting_for_the_lock_is_not_overwritten() {
+        let cluster = cluster_at("v1.0.0");
+        *cluster.changed_while_waiting.lock().unwrap() =
+            Some(("gstg-cny".into(), vec!["v3.0.0".parse().unwrap()]));
+        let (outcome, _, _) = run(&plan("v2.0.0", three_stages()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Blocked { reason, .. }
+                if reason.contains("v3.0.0 went live while this run waited for the lock")
+                    && reason.contains("--allow-downgrade")),
+            "{outcome:?}"
+        );
+        assert!(cluster.applies().is_empty());
+        assert_eq!(cluster.versions("gstg-cny"), ["v3.0.0"]);
     }
 
     #[tokio::test(start_paused = true)]

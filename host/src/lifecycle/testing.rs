@@ -90,6 +90,8 @@ pub(crate) struct FakeCluster {
     /// After this many successful lock calls, someone takes the lock over.
     pub lose_lock_after: Mutex<Option<usize>>,
     pub watermarks: Mutex<BTreeMap<String, Version>>,
+    /// When the lock is taken, another deployer's change lands first: stage → versions.
+    pub changed_while_waiting: Mutex<Option<(String, Vec<Version>)>>,
     pub history: Mutex<Vec<(String, HistoryRecord)>>,
     pub calls: Mutex<Vec<Call>>,
 }
@@ -165,6 +167,9 @@ impl Cluster for FakeCluster {
         }
         if let Some(holder) = self.held_by.lock().unwrap().clone() {
             return Ok(LockAttempt::Held(holder));
+        }
+        if let Some((stage, versions)) = self.changed_while_waiting.lock().unwrap().take() {
+            self.live.lock().unwrap().insert(stage, versions);
         }
         self.calls
             .lock()
