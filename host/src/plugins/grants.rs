@@ -126,6 +126,16 @@ impl Grants {
         }
         let host = url.host_str().ok_or(Denial::NoHost)?.to_ascii_lowercase();
         let port = url.port().unwrap_or(default_port);
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal
+            && is_metadata(ip)
+        {
+            return Err(Denial::Metadata(ip));
+        }
         if self
             .hosts
             .iter()
@@ -144,6 +154,38 @@ impl Grants {
     }
 }
 
+/// The cloud instance-metadata addresses (`169.254.169.254` on every major cloud,
+/// `fd00:ec2::254` for IPv6 on AWS) and the rest of the link-local range: never reachable by a plugin,
+/// granted or not. Credentials of the machine live there.
+#[must_use]
+pub fn is_metadata(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            v6 == std::net::Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    }
+}
+
+/// Whether a granted host *name* may connect to `ip`: not to loopback, link-local (metadata),
+/// unspecified, multicast or broadcast addresses. Private ranges (10/8, 172.16/12,
+/// 192.168/16, `fc00::/7`) stay reachable: in-cluster services such as Prometheus live there. An
+/// IP address granted explicitly (`127.0.0.1:9090`) is reachable as granted; only names are
+/// filtered, so a DNS answer cannot turn a granted name into the runner's own loopback.
+#[must_use]
+pub fn name_may_reach(ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 @ std::net::IpAddr::V4(_) => v4,
+    };
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || is_metadata(ip) || broadcast)
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
@@ -156,6 +198,11 @@ pub enum Denial {
     /// The URL has no host.
     #[error("the URL has no host")]
     NoHost,
+    /// The cloud metadata address (or another link-local one): never reachable.
+    #[error(
+        "`{0}` is a link-local address (the cloud metadata service lives there); plugins may never reach it"
+    )]
+    Metadata(std::net::IpAddr),
     /// The host and port are not granted to this plugin.
     #[error(
         "host `{authority}` is not granted to this plugin (grant it with allow_hosts / --allow-host)"
@@ -247,6 +294,46 @@ mod tests {
             check(&g, "https://user:pw@example.com/"),
             Err(Denial::UserInfo)
         );
+    }
+
+    #[test]
+    fn the_metadata_address_is_refused_even_when_granted() {
+        let g = grants(&["169.254.169.254", "[fd00:ec2::254]"]);
+        for url in [
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "http://[fd00:ec2::254]/latest/meta-data/",
+        ] {
+            assert!(matches!(check(&g, url), Err(Denial::Metadata(_))), "{url}");
+        }
+    }
+
+    #[test]
+    fn names_may_reach_private_but_not_loopback_or_link_local_addresses() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        for allowed in [
+            "10.0.0.5",
+            "192.168.1.2",
+            "172.16.0.1",
+            "93.184.216.34",
+            "fd12::1",
+        ] {
+            assert!(name_may_reach(ip(allowed)), "{allowed}");
+        }
+        for refused in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "0.0.0.0",
+            "169.254.169.254",
+            "169.254.10.10",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "224.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert!(!name_may_reach(ip(refused)), "{refused}");
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ impl HttpGate {
         let client = reqwest::Client::builder()
             .redirect(Policy::none())
             .no_proxy()
+            .dns_resolver(std::sync::Arc::new(GuardedResolver))
             .connect_timeout(limits.http_connect_timeout)
             .user_agent(concat!("tagship/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -213,12 +214,59 @@ fn redirect_target(
     })
 }
 
+/// Resolves granted host names, dropping the addresses a name may not reach
+/// ([`super::grants::name_may_reach`]). The connection is made to the addresses returned here,
+/// so a DNS answer cannot send a granted name to loopback or the metadata service, however it
+/// changes between lookups.
+struct GuardedResolver;
+
+/// A granted name resolved only to addresses a name may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{name}` resolves only to {addresses}: a granted host name may not reach loopback, link-local (cloud metadata) or unspecified addresses; grant the IP address itself to reach a local service"
+)]
+struct ForbiddenAddresses {
+    name: String,
+    addresses: String,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let all: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<std::net::SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| super::grants::name_may_reach(a.ip()))
+                .collect();
+            if allowed.is_empty() && !all.is_empty() {
+                let addresses: Vec<String> = all.iter().map(|a| a.ip().to_string()).collect();
+                return Err(Box::new(ForbiddenAddresses {
+                    name: host,
+                    addresses: addresses.join(", "),
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 fn classify(
     err: &reqwest::Error,
     method: &reqwest::Method,
     url: &Url,
     timeout: Duration,
 ) -> HttpError {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(forbidden) = cause.downcast_ref::<ForbiddenAddresses>() {
+            return HttpError::Denied(format!("{method} {url}: {forbidden}"));
+        }
+        source = cause.source();
+    }
     if err.is_timeout() {
         HttpError::Timeout(format!(
             "{method} {url}: no response within {}s",

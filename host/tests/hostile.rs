@@ -1,0 +1,346 @@
+//! Hostile plugins beyond the basic sandbox suite (`sandbox.rs`): allocation churn just under
+//! the limit, a slow-drip server, a huge response, a redirect loop, a granted *name* that
+//! resolves to loopback, the cloud metadata address, a secret sent in a URL, and 100 plugins at
+//! once. Real guests in the real sandbox, real HTTP on loopback.
+
+#[path = "support/http_server.rs"]
+mod http_server;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use http_server::{Reply, TestServer};
+use tagship::context::DeployContext;
+use tagship::plugins::{Grants, Limits, Plugin, PluginError, PluginHost, PluginSpec, Source};
+use tagship::verdict::HealthStatus;
+
+fn guest(name: &str) -> PathBuf {
+    PathBuf::from(env!("TAGSHIP_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+fn ctx() -> DeployContext {
+    serde_json::from_str(
+        r#"{"component":"registry","version":"v3.1.0","stage":"gstg-cny","environment":"gstg"}"#,
+    )
+    .unwrap()
+}
+
+fn host() -> PluginHost {
+    PluginHost::with_cache_dir(Some(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache"),
+    ))
+    .unwrap()
+}
+
+fn load(
+    host: &PluginHost,
+    name: &str,
+    config: &[(&str, &str)],
+    grants: Grants,
+    limits: Limits,
+) -> Plugin {
+    host.load(PluginSpec {
+        name: name.into(),
+        source: Source::File(guest(name)),
+        config: config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+        grants,
+        limits,
+    })
+    .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+fn limits() -> Limits {
+    Limits {
+        wall: Duration::from_secs(3),
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocation_churn_just_under_the_limit_is_not_a_breach() {
+    let host = host();
+    // 12 MiB blocks under a 16 MiB limit, 40 times: 480 MiB allocated and freed in all.
+    let plugin = load(
+        &host,
+        "tp-alloc-churn",
+        &[("mib", "12"), ("rounds", "40")],
+        Grants::none(),
+        limits(),
+    );
+    let report = plugin.check_health(&ctx()).await.expect("no breach");
+    assert_eq!(report.status, HealthStatus::Healthy);
+    assert_eq!(report.value, Some(40.0));
+    // One more MiB per block than fits is a breach, named as such.
+    let over = load(
+        &host,
+        "tp-alloc-churn",
+        &[("mib", "17"), ("rounds", "1")],
+        Grants::none(),
+        limits(),
+    );
+    let err = over.check_health(&ctx()).await.unwrap_err();
+    assert!(matches!(err, PluginError::MemoryLimit { .. }), "{err}");
+}
+
+/// A server that answers with headers promising a big body, then drips one byte every 100 ms.
+async fn slow_drip_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let authority = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+                    .await;
+                loop {
+                    if socket.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+    });
+    (authority, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_drip_server_ends_in_a_timeout_within_the_wall_limit() {
+    let (authority, server) = slow_drip_server().await;
+    let host = host();
+    let plugin = load(
+        &host,
+        "tp-http-ungranted",
+        &[("url", &format!("http://{authority}/v2/"))],
+        Grants::none().with_hosts(&[authority.clone()]).unwrap(),
+        limits(),
+    );
+    let started = Instant::now();
+    let err = plugin.check_health(&ctx()).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        err.to_string().contains("timeout") || matches!(err, PluginError::WallTimeout { .. }),
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "took {took:?} with a 3 s wall limit"
+    );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_response_is_cut_at_the_cap_and_the_runner_stays_small() {
+    let huge = "x".repeat(64 << 20);
+    let server = TestServer::start(move |_| Reply::text(200, &huge)).await;
+    let host = host();
+    let plugin = load(
+        &host,
+        "tp-http-ungranted",
+        &[("url", &server.url())],
+        Grants::none().with_hosts(&[server.authority()]).unwrap(),
+        limits(),
+    );
+    let before = rss_kib();
+    let err = plugin.check_health(&ctx()).await.unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+    let grew = rss_kib().saturating_sub(before);
+    eprintln!("a 64 MiB response: RSS grew {grew} KiB");
+    assert!(
+        grew < 48 << 10,
+        "the runner must not buffer the whole 64 MiB body (grew {grew} KiB)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_loop_stops_at_the_redirect_limit() {
+    let server = TestServer::start(|_| Reply::redirect("/again")).await;
+    let host = host();
+    let plugin = load(
+        &host,
+        "tp-http-ungranted",
+        &[("url", &server.url())],
+        Grants::none().with_hosts(&[server.authority()]).unwrap(),
+        limits(),
+    );
+    let err = plugin.check_health(&ctx()).await.unwrap_err();
+    assert!(err.to_string().contains("redirects"), "{err}");
+    let hops = server.seen().len();
+    assert!((2..=10).contains(&hops), "a bounded number of hops: {hops}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_name_that_resolves_to_loopback_is_refused_but_a_granted_ip_is_not() {
+    let server = TestServer::start(|_| Reply::text(200, "internal")).await;
+    let port = server.addr.port();
+    let host = host();
+    // `localhost` resolves to 127.0.0.1 (and ::1): a name may not reach loopback.
+    let by_name = load(
+        &host,
+        "tp-http-ungranted",
+        &[("url", &format!("http://localhost:{port}/"))],
+        Grants::none()
+            .with_hosts(&[format!("localhost:{port}")])
+            .unwrap(),
+        limits(),
+    );
+    let err = by_name.check_health(&ctx()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("resolves only to")
+            && err.to_string().contains("grant the IP address itself"),
+        "{err}"
+    );
+    assert!(server.seen().is_empty(), "no request reached the server");
+    // The address granted explicitly stays reachable.
+    let by_ip = load(
+        &host,
+        "tp-http-ungranted",
+        &[("url", &server.url())],
+        Grants::none().with_hosts(&[server.authority()]).unwrap(),
+        limits(),
+    );
+    let report = by_ip.check_health(&ctx()).await.unwrap();
+    assert_eq!(report.status, HealthStatus::Healthy);
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_metadata_address_is_never_reached_even_when_granted() {
+    let host = host();
+    for (grant, url) in [
+        (
+            "169.254.169.254",
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        ),
+        (
+            "[fd00:ec2::254]",
+            "http://[fd00:ec2::254]/latest/meta-data/",
+        ),
+    ] {
+        let plugin = load(
+            &host,
+            "tp-http-ungranted",
+            &[("url", url)],
+            Grants::none().with_hosts(&[grant]).unwrap(),
+            limits(),
+        );
+        let started = Instant::now();
+        let err = plugin.check_health(&ctx()).await.unwrap_err();
+        assert!(err.to_string().contains("metadata"), "{url}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "refused before any connection attempt"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_sent_in_a_url_is_redacted_from_the_error_and_the_reason() {
+    let secret = "s3cr3t-token-for-the-url-9f8e7d";
+    let host = host();
+    // A port nobody listens on: the request fails, and the error names the URL.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let plugin = load(
+        &host,
+        "tp-secret-in-url",
+        &[
+            ("url", &format!("http://{closed}/hook")),
+            ("secret_name", "HOOK_TOKEN"),
+        ],
+        Grants::none()
+            .with_hosts(&[closed.clone()])
+            .unwrap()
+            .with_secret("HOOK_TOKEN", Some(secret.into())),
+        limits(),
+    );
+    let err = plugin.check_health(&ctx()).await.unwrap_err().to_string();
+    assert!(
+        !err.contains(secret),
+        "the secret leaked into the error: {err}"
+    );
+    assert!(err.contains("[redacted"), "{err}");
+
+    // Delivered to a granted host (which cannot be prevented), the reason is still redacted.
+    let server = TestServer::start(|_| Reply::text(200, "ok")).await;
+    let plugin = load(
+        &host,
+        "tp-secret-in-url",
+        &[
+            ("url", &format!("{}/hook", server.url())),
+            ("secret_name", "HOOK_TOKEN"),
+        ],
+        Grants::none()
+            .with_hosts(&[server.authority()])
+            .unwrap()
+            .with_secret("HOOK_TOKEN", Some(secret.into())),
+        limits(),
+    );
+    let report = plugin.check_health(&ctx()).await.unwrap();
+    assert!(!report.reason.contains(secret), "{}", report.reason);
+    assert!(
+        server.seen()[0].path.contains(secret),
+        "what a granted host receives is the plugin's business: documented, not prevented"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_plugins_loaded_and_called_at_once_all_answer_right() {
+    let host = host();
+    let before = rss_kib();
+    let plugins: Vec<Plugin> = (0..100)
+        .map(|i| {
+            load(
+                &host,
+                "tp-good-health",
+                &[("greeting", &format!("plugin {i}"))],
+                Grants::none(),
+                Limits::default(),
+            )
+        })
+        .collect();
+    let loaded = rss_kib();
+    let started = Instant::now();
+    let ctx = ctx();
+    let reports = join_all(plugins.iter().map(|p| p.check_health(&ctx))).await;
+    let took = started.elapsed();
+    let after = rss_kib();
+    for (i, report) in reports.into_iter().enumerate() {
+        let report = report.unwrap_or_else(|e| panic!("plugin {i}: {e}"));
+        assert_eq!(report.status, HealthStatus::Healthy);
+        assert!(
+            report.reason.contains(&format!("plugin {i}")),
+            "{}",
+            report.reason
+        );
+    }
+    eprintln!(
+        "100 plugins: RSS {before} KiB -> {loaded} KiB loaded -> {after} KiB after 100 concurrent calls in {took:?}"
+    );
+    assert!(
+        after.saturating_sub(before) < 256 << 10,
+        "100 plugins must fit in 256 MiB more RSS: grew {} KiB",
+        after.saturating_sub(before)
+    );
+}
