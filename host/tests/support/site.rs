@@ -540,6 +540,7 @@ impl Site {
             lock_ttl: "30s".to_owned(),
             lock_wait: "5s".to_owned(),
             rollout_timeout: "60s".to_owned(),
+            kubeconfig: None,
             health: true,
             top: Vec::new(),
             notify: Vec::new(),
@@ -681,7 +682,7 @@ impl Site {
 
 /// A `tagship.toml` for a [`Site`]; from [`Site::config`].
 ///
-/// Defaults: `kubeconfig` = `$TAGSHIP_KUBECONFIG`; component `registry`, image [`IMAGE`], tag
+/// Defaults: `kubeconfig` = `$TAGSHIP_KUBECONFIG` (see [`ConfigBuilder::kubeconfig`]); component `registry`, image [`IMAGE`], tag
 /// `{{version}}-gitlab`; `[lock]` in [`Site::lock_namespace`], ttl `30s`, wait `5s`; plugin
 /// `health` (`builtin:prometheus-health` against `$TAGSHIP_PROMETHEUS_URL`, pass `== 1`) with, per
 /// stage, the query `min(gitlab_deployment_health:service{namespace="NS"})`; every stage with
@@ -692,6 +693,7 @@ pub struct ConfigBuilder<'a> {
     lock_ttl: String,
     lock_wait: String,
     rollout_timeout: String,
+    kubeconfig: Option<PathBuf>,
     health: bool,
     top: Vec<String>,
     notify: Vec<String>,
@@ -717,6 +719,14 @@ impl ConfigBuilder<'_> {
     #[must_use]
     pub fn rollout_timeout(mut self, timeout: &str) -> Self {
         timeout.clone_into(&mut self.rollout_timeout);
+        self
+    }
+
+    /// `kubeconfig`: this file instead of `$TAGSHIP_KUBECONFIG` (e.g. one whose server is a
+    /// fault-injecting proxy). Its contexts must have the site's cluster names.
+    #[must_use]
+    pub fn kubeconfig(mut self, path: &Path) -> Self {
+        self.kubeconfig = Some(path.to_owned());
         self
     }
 
@@ -812,7 +822,10 @@ namespace = "{lock_ns}"
 ttl = "{ttl}"
 wait = "{wait}"
 "#,
-            kubeconfig = env("TAGSHIP_KUBECONFIG"),
+            kubeconfig = self
+                .kubeconfig
+                .as_ref()
+                .map_or_else(|| env("TAGSHIP_KUBECONFIG"), |p| path_str(p).to_owned()),
             lock_ns = site.lock_namespace(),
             ttl = self.lock_ttl,
             wait = self.lock_wait,
