@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 /// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read (the message names the path).
-    #[error(transparent)]
+    /// The file could not be read (the message names the path; a missing file gets a hint).
+    #[error("{error}{hint}", error = .0, hint = HintLine(read_hint(.0)))]
     Read(std::io::Error),
     /// The file is not TOML, or not a valid tagship configuration.
     #[error("{}:{line}:{column}: {message}{}", path.display(), HintLine(hint.as_deref()))]
@@ -39,7 +39,7 @@ impl ConfigError {
     /// The hint, if the error has one.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            ConfigError::Read(_) => None,
+            ConfigError::Read(e) => read_hint(e),
             ConfigError::Invalid { hint, .. } => hint.as_deref(),
         }
     }
@@ -58,6 +58,20 @@ impl ConfigError {
             ConfigError::Read(e) => e.to_string(),
             ConfigError::Invalid { message, .. } => message.clone(),
         }
+    }
+}
+
+/// What to do about a configuration file that cannot be read.
+fn read_hint(error: &std::io::Error) -> Option<&'static str> {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => Some(
+            "pass the configuration with `--config PATH` (or `TAGSHIP_CONFIG`); the default is `tagship.toml` in the current directory",
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            Some("make the file readable by the user tagship runs as")
+        }
+        std::io::ErrorKind::IsADirectory => Some("`--config` takes the file, not its directory"),
+        _ => None,
     }
 }
 

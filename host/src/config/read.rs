@@ -21,7 +21,7 @@ use super::schema::{
     Bake, Component, Config, Gate, Lock, Migration, Migrations, OnUnknown, Plugin, PluginLimits,
     PluginSource, PostMigration, Stage, Workload,
 };
-use crate::version::TagTemplate;
+use crate::version::{TagTemplate, VersionError};
 
 type Span = Range<usize>;
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -200,9 +200,18 @@ fn read_component(section: &Section<'_, '_>) -> Result<Component, Problem> {
     check_image(&image)?;
     let tag = match section.string("tag")? {
         Some(tag) => tag.get_ref().parse::<TagTemplate>().map_err(|e| {
-            Problem::new(tag.span(), format!("`tag` in [component]: {e}")).hint(
-                "write the version's place as `{{version}}`, e.g. `tag = \"{{version}}-gitlab\"`",
-            )
+            let hint = match &e {
+                VersionError::RepeatedPlaceholder { .. } => {
+                    "write `{{version}}` once, e.g. `tag = \"{{version}}-gitlab\"`"
+                }
+                VersionError::InvalidTagCharacter { .. } => {
+                    "an image tag may contain only letters, digits, `_`, `.` and `-`, e.g. `tag = \"{{version}}-gitlab\"`"
+                }
+                _ => {
+                    "write the version's place as `{{version}}`, e.g. `tag = \"{{version}}-gitlab\"`"
+                }
+            };
+            Problem::new(tag.span(), format!("`tag` in [component]: {e}")).hint(hint)
         })?,
         None => TagTemplate::default(),
     };
@@ -1078,6 +1087,14 @@ impl<'a, 'i> Section<'a, 'i> {
         };
         let DeValue::Array(items) = value.get_ref() else {
             let hint = match value.get_ref() {
+                // A command written as one string is a list of its words, not one program.
+                DeValue::String(s) if key == "command" && s.contains(' ') => Some(format!(
+                    "write each argument as its own string: `{key} = [{}]`",
+                    s.split_whitespace()
+                        .map(|w| format!("\"{w}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
                 DeValue::String(s) => Some(format!("write a list: `{key} = [\"{s}\"]`")),
                 _ => None,
             };

@@ -294,6 +294,43 @@ fn load_reads_the_file_and_names_it_when_it_cannot() {
     let err = load(&missing).unwrap_err();
     assert!(matches!(err, ConfigError::Read(_)));
     assert!(err.to_string().contains("missing.toml"), "{err}");
+    assert_eq!(
+        err.hint(),
+        Some(
+            "pass the configuration with `--config PATH` (or `TAGSHIP_CONFIG`); the default is `tagship.toml` in the current directory"
+        )
+    );
+    assert!(
+        err.to_string()
+            .ends_with(&format!("\nhint: {}", err.hint().unwrap())),
+        "{err}"
+    );
+}
+
+#[test]
+fn hints_fit_the_mistake_in_tag_templates_and_commands() {
+    let cases = [
+        (
+            "tag = \"{{version}}-gitlab\"",
+            "tag = \"{{version}}/gitlab\"",
+            "hint: an image tag may contain only letters, digits, `_`, `.` and `-`, e.g. `tag = \"{{version}}-gitlab\"`",
+        ),
+        (
+            "tag = \"{{version}}-gitlab\"",
+            "tag = \"{{version}}-{{version}}\"",
+            "hint: write `{{version}}` once, e.g. `tag = \"{{version}}-gitlab\"`",
+        ),
+        (
+            "command = [\"registry\", \"database\", \"migrate\", \"up\"]",
+            "command = \"registry database migrate up\"",
+            "hint: write each argument as its own string: `command = [\"registry\", \"database\", \"migrate\", \"up\"]`",
+        ),
+    ];
+    for (find, replace, hint) in cases {
+        assert!(FULL.contains(find), "{find}");
+        let err = parse(&FULL.replacen(find, replace, 1), path()).unwrap_err();
+        assert!(err.to_string().ends_with(hint), "{replace}: {err}");
+    }
 }
 
 /// One broken configuration: `find` in [`FULL`] replaced by `replace`, and the full text the
