@@ -15,7 +15,10 @@
 //!
 //! - Only fields a Kubernetes 1.20 API server knows are sent (1.20 rejects unknown fields).
 //! - Transient failures (HTTP 429, 500, 502–504, connection errors) of idempotent requests are
-//!   retried with bounded exponential back-off and jitter (at most 5 attempts).
+//!   retried with bounded exponential back-off and jitter (at most 8 attempts over about 7–11 s,
+//!   longer only where the server asks with `Retry-After`, up to 10 s a wait). This is the only
+//!   retry policy: kube-rs's own retry layer is switched off, because stacked under ours its 15
+//!   retries growing towards 1000 s made a persistent 503 take many minutes to report.
 //! - Rollouts are judged by `kubectl rollout status`'s rule, never by a status that belongs to an
 //!   older generation.
 
@@ -91,12 +94,14 @@ impl KubeCluster {
             context: Some(context.clone()),
             ..KubeConfigOptions::default()
         };
-        let config = Config::from_custom_kubeconfig(file, &options)
+        let mut config = Config::from_custom_kubeconfig(file, &options)
             .await
             .map_err(|source| ClusterError::Kubeconfig {
                 path: kubeconfig.map(Path::to_path_buf),
                 source,
             })?;
+        // One retry policy, ours (see the module's guarantees), not two stacked.
+        config.default_retry = false;
         let client = Client::try_from(config).map_err(|source| ClusterError::Connect {
             context: context.clone(),
             source,

@@ -87,16 +87,18 @@ impl KubeCluster {
         let name = history_name(stage);
         let object = Object::new("configmap", ns, &name);
         self.update_config_map(object, |current| {
-            let history = appended(
-                parse_history(current, object)?,
-                entry.clone(),
-                HISTORY_LIMIT,
-            );
+            let history = parse_history(current, object)?;
+            // A write whose answer was lost may have landed: the entry (which carries its own
+            // time) is then already the newest, and appending it again would record it twice.
+            if history.last() == Some(&entry) {
+                return Ok(None);
+            }
+            let history = appended(history, entry.clone(), HISTORY_LIMIT);
             let text = serde_json::to_string(&history).map_err(|err| ClusterError::Corrupt {
                 what: format!("the new history of {object}"),
                 reason: err.to_string(),
             })?;
-            Ok([(HISTORY_KEY.to_owned(), text)].into())
+            Ok(Some([(HISTORY_KEY.to_owned(), text)].into()))
         })
         .await
     }
@@ -133,8 +135,11 @@ impl KubeCluster {
         let object = Object::new("configmap", ns, &name);
         self.update_config_map(object, |current| {
             let mut data = current.and_then(|m| m.data.clone()).unwrap_or_default();
+            if data.get(key).map(String::as_str) == Some(value) {
+                return Ok(None);
+            }
             data.insert(key.to_owned(), value.to_owned());
-            Ok(data)
+            Ok(Some(data))
         })
         .await
     }
@@ -147,11 +152,14 @@ impl KubeCluster {
     }
 
     /// Read-modify-write of the `ConfigMap`'s data: `change` gets the current object (`None` when
-    /// absent) and returns the complete new data.
+    /// absent) and returns the complete new data, or `None` when the change is already there
+    /// (e.g. a write retried after its answer was lost had landed).
     async fn update_config_map(
         &self,
         object: Object<'_>,
-        mut change: impl FnMut(Option<&ConfigMap>) -> Result<BTreeMap<String, String>, ClusterError>,
+        mut change: impl FnMut(
+            Option<&ConfigMap>,
+        ) -> Result<Option<BTreeMap<String, String>>, ClusterError>,
     ) -> Result<(), ClusterError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), object.namespace);
         let params = PostParams {
@@ -160,7 +168,9 @@ impl KubeCluster {
         };
         for round in 1..=ROUNDS {
             let current = self.config_map(object).await?;
-            let data = change(current.as_ref())?;
+            let Some(data) = change(current.as_ref())? else {
+                return Ok(());
+            };
             let result = if let Some(mut map) = current {
                 map.data = Some(data);
                 api.replace(object.name, &params, &map).await

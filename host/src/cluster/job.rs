@@ -168,7 +168,9 @@ impl KubeCluster {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         };
-        match api.create(&params, &body).await {
+        // Retried on transient failures: the name is the Job's identity, so a create that landed
+        // but whose answer was lost comes back as 409 below, never as a second Job.
+        match retry::retry(|| api.create(&params, &body)).await {
             // Someone created it first (another runner, or our retried request): wait for theirs.
             Err(err) if retry::is_conflict(&err) => Ok(()),
             Err(err) => Err(object.api_error("create", err)),

@@ -8,10 +8,14 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-/// How many times a request is sent at most.
-pub(super) const ATTEMPTS: u32 = 5;
+/// How many times a request is sent at most. With [`backoff`] the retries span about 7 to 11
+/// seconds: long enough to ride out an API server restart (ready about 5 s after start), short
+/// enough that a broken cluster is reported promptly.
+pub(super) const ATTEMPTS: u32 = 8;
 const BASE: Duration = Duration::from_millis(100);
 const CAP: Duration = Duration::from_secs(2);
+/// The longest server-requested delay (`Retry-After`) honoured; longer requests wait this long.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
 
 /// Runs `op` until it succeeds, fails permanently, or [`ATTEMPTS`] are used up.
 pub(super) async fn retry<T, F, Fut>(mut op: F) -> Result<T, kube::Error>
@@ -25,7 +29,7 @@ where
         match op().await {
             Err(err) if attempt < ATTEMPTS && is_transient(&err) => {
                 tracing::debug!(attempt, error = %err, "transient API error; retrying");
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(delay(attempt, &err)).await;
             }
             result => return result,
         }
@@ -51,6 +55,17 @@ pub(super) fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 404)
 }
 
+/// The wait after the `attempt`-th failure `err`: [`backoff`], or longer when the server asked
+/// for it (429 and some 5xx carry `retryAfterSeconds`, the `Retry-After` header's value), capped
+/// at [`RETRY_AFTER_CAP`].
+pub(super) fn delay(attempt: u32, err: &kube::Error) -> Duration {
+    let asked = match err {
+        kube::Error::Api(status) => status.details.as_ref().map_or(0, |d| d.retry_after_seconds),
+        _ => 0,
+    };
+    backoff(attempt).max(Duration::from_secs(u64::from(asked)).min(RETRY_AFTER_CAP))
+}
+
 /// Exponential back-off for the `attempt`-th failure (1-based), capped, with up to 50% jitter.
 pub(super) fn backoff(attempt: u32) -> Duration {
     let exponential = BASE.saturating_mul(1 << attempt.saturating_sub(1).min(16));
@@ -69,17 +84,17 @@ mod tests {
     use super::*;
     use kube::core::Status;
 
-    fn status(code: u16) -> kube::Error {
+    fn status_error(code: u16) -> kube::Error {
         kube::Error::Api(Box::new(Status::failure("x", "y").with_code(code)))
     }
 
     #[test]
     fn server_failures_and_throttling_are_transient_but_client_errors_are_not() {
         for code in [429, 500, 502, 503, 504] {
-            assert!(is_transient(&status(code)), "{code}");
+            assert!(is_transient(&status_error(code)), "{code}");
         }
         for code in [400, 403, 404, 409, 422] {
-            assert!(!is_transient(&status(code)), "{code}");
+            assert!(!is_transient(&status_error(code)), "{code}");
         }
     }
 
@@ -90,24 +105,40 @@ mod tests {
         assert!(backoff(30) <= CAP * 3 / 2);
     }
 
-    #[tokio::test]
+    fn throttled(seconds: u32) -> kube::Error {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 429, "reason": "TooManyRequests", "message": "slow down",
+            "details": { "retryAfterSeconds": seconds },
+        }))
+        .expect("a status");
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_server_requested_delay_is_honoured_up_to_its_cap() {
+        assert!(delay(1, &throttled(3)) >= Duration::from_secs(3));
+        assert_eq!(delay(1, &throttled(3600)), RETRY_AFTER_CAP);
+        assert!(delay(1, &status_error(503)) <= BASE * 3 / 2);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_bounded_number_of_attempts() {
         let mut calls = 0;
         let result: Result<(), _> = retry(|| {
             calls += 1;
-            async { Err(status(503)) }
+            async { Err(status_error(503)) }
         })
         .await;
         assert!(result.is_err());
         assert_eq!(calls, ATTEMPTS);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn does_not_retry_a_permanent_error() {
         let mut calls = 0;
         let result: Result<(), _> = retry(|| {
             calls += 1;
-            async { Err(status(422)) }
+            async { Err(status_error(422)) }
         })
         .await;
         assert!(result.is_err());

@@ -1,0 +1,147 @@
+//! The kube-apiserver killed (SIGKILL) and restarted under a running deploy's rollout watch: the
+//! run rides the outage out (bounded retries, the watch resumed) and completes, with nothing
+//! lost.
+//!
+//! Destructive, so it runs only in an environment of its own: export the `env` of one brought up
+//! with `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster TAGSHIP_PORT_BASE=19400 tests/cluster/up` and set
+//! `TAGSHIP_FAULT_CLUSTER_DIR` to the same directory (`tests/run` does both). Without that it
+//! skips, saying so loudly: it never kills the processes of a shared environment.
+
+#[path = "support/site.rs"]
+mod site;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use site::{Background, Site, StageSpec, deploy_command, eventually, image_of};
+
+/// The state directory of the environment this test may break, when it is the one exported.
+fn own_environment() -> Option<PathBuf> {
+    let fault = std::env::var("TAGSHIP_FAULT_CLUSTER_DIR").ok()?;
+    let exported = std::env::var("TAGSHIP_CLUSTER_DIR").ok()?;
+    (!fault.is_empty() && fault == exported).then(|| PathBuf::from(fault))
+}
+
+/// The recorded pid of process `name` in the state directory's `pids` file.
+fn pid_of(dir: &Path, name: &str) -> u32 {
+    let pids = std::fs::read_to_string(dir.join("pids")).expect("read pids");
+    pids.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, pid)| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}` in {}/pids", dir.display()))
+}
+
+/// Kills `name` with SIGKILL and starts it again with the same command line, in its own
+/// session, logging to the same file; records the new pid so `tests/cluster/down` stops it.
+fn kill_and_restart(dir: &Path, name: &str) -> Duration {
+    let pid = pid_of(dir, name);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("read cmdline");
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert!(args[0].contains("kube-apiserver"), "{args:?}");
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let down_since = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join(format!("logs/{name}.log")))
+        .expect("open the log");
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the restarted apiserver outlives this test; tests/cluster/down stops it"
+    )]
+    let child = Command::new("setsid")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("restart");
+    let pids = std::fs::read_to_string(dir.join("pids")).expect("read pids");
+    let updated: String = pids
+        .lines()
+        .map(|l| {
+            if l.split_once(' ').is_some_and(|(n, _)| n == name) {
+                format!("{name} {}\n", child.id())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("pids"), updated).expect("record the new pid");
+    let ready = eventually(Duration::from_mins(1), || {
+        site::kubectl(&["get", "--raw", "/readyz"]).status.success()
+    });
+    assert!(ready, "the restarted kube-apiserver never became ready");
+    down_since.elapsed()
+}
+
+#[test]
+fn the_apiserver_killed_and_restarted_under_a_rollout_watch_does_not_stop_the_deploy() {
+    let Some(dir) = own_environment() else {
+        eprintln!(
+            "\n!!! SKIPPED: the_apiserver_killed_and_restarted_under_a_rollout_watch… kills the \
+             kube-apiserver, so it runs only in an environment of its own: bring one up with \
+             `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster TAGSHIP_PORT_BASE=19400 tests/cluster/up`, \
+             export its env file and TAGSHIP_FAULT_CLUSTER_DIR=/tmp/fault-cluster (tests/run does)\n"
+        );
+        return;
+    };
+    // Given rollouts that take ~10 s (pods available 4 s after Ready, one at a time)
+    let site = Site::builder("frestart")
+        .stages(vec![
+            StageSpec::auto("gstg-cny", "gstg"),
+            StageSpec::auto("gstg", "gstg"),
+        ])
+        .deployment(|d| {
+            d["spec"]["minReadySeconds"] = json!(4);
+            d["spec"]["progressDeadlineSeconds"] = json!(120);
+        })
+        .create();
+    let config = site
+        .config()
+        .without_health()
+        .lock_ttl("30s")
+        .rollout_timeout("120s")
+        .write();
+
+    // When the apiserver is killed and restarted while the canary's rollout is watched
+    let mut run = Background::spawn(&mut deploy_command(&config, &["--version", "v2.0.0"]));
+    let mid_rollout = eventually(Duration::from_mins(1), || {
+        site.image("gstg-cny") == image_of("v2.0.0") && !site.rollout_in("local-1", "gstg-cny").0
+    });
+    assert!(mid_rollout, "never saw the canary mid-rollout");
+    assert!(run.is_running());
+    let outage = kill_and_restart(&dir, "kube-apiserver-1");
+    eprintln!("kube-apiserver-1 was down for {outage:?}");
+
+    // Then the deploy completes with nothing lost
+    let ran = run.finish();
+    assert_eq!(ran.code, 0, "outage {outage:?}\n{}", ran.said);
+    for stage in site.stage_names() {
+        assert_eq!(site.image(&stage), image_of("v2.0.0"), "{stage}");
+        assert!(site.rollout_in("local-1", &stage).0, "{stage}");
+        let deployed = site
+            .history(&stage)
+            .iter()
+            .filter(|h| h["action"] == "deployed" && h["version"] == "v2.0.0")
+            .count();
+        assert_eq!(deployed, 1, "{stage}\n{}", ran.said);
+    }
+    assert_eq!(site.lease_holder("gstg"), "", "{}", ran.said);
+}
