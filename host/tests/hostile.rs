@@ -131,7 +131,9 @@ async fn a_slow_drip_server_ends_in_a_timeout_within_the_wall_limit() {
         &host,
         "tp-http-ungranted",
         &[("url", &format!("http://{authority}/v2/"))],
-        Grants::none().with_hosts(&[authority.clone()]).unwrap(),
+        Grants::none()
+            .with_hosts(std::slice::from_ref(&authority))
+            .unwrap(),
         limits(),
     );
     let started = Instant::now();
@@ -188,7 +190,9 @@ async fn a_huge_response_is_cut_at_the_cap_and_not_read_to_its_end() {
         &host,
         "tp-http-ungranted",
         &[("url", &format!("http://{authority}/"))],
-        Grants::none().with_hosts(&[authority.clone()]).unwrap(),
+        Grants::none()
+            .with_hosts(std::slice::from_ref(&authority))
+            .unwrap(),
         limits(),
     );
     let err = plugin.check_health(&ctx()).await.unwrap_err();
@@ -304,7 +308,7 @@ async fn a_secret_sent_in_a_url_is_redacted_from_the_error_and_the_reason() {
             ("secret_name", "HOOK_TOKEN"),
         ],
         Grants::none()
-            .with_hosts(&[closed.clone()])
+            .with_hosts(std::slice::from_ref(&closed))
             .unwrap()
             .with_secret("HOOK_TOKEN", Some(secret.into())),
         limits(),
