@@ -378,3 +378,34 @@ fn a_deploy_in_ci_writes_sections_and_the_json_markdown_and_dotenv_reports() {
         "{env}"
     );
 }
+
+#[test]
+fn a_rollback_stopped_by_sigterm_releases_its_lock() {
+    // Given v2.0.0 live in gstg-cny, and a rollback to a release that will not roll out
+    let site = Site::new("cmdrbterm");
+    let config = site.config().write();
+    let ran = deploy(&config, &["--version", "v2.0.0", "--until", "gstg-cny"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    let started = Instant::now();
+    let mut cmd = site::tagship(&["rollback", "--config"]);
+    cmd.arg(&config)
+        .args(["--stage", "gstg-cny", "--to", "v1.5.0-crashloop"]);
+    let child = cmd.spawn().expect("start tagship");
+    let deadline = started + Duration::from_mins(1);
+    while site.image("gstg-cny") != image_of("v1.5.0-crashloop") {
+        assert!(Instant::now() < deadline, "the rollback never applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(site.lease_holder("gstg"), HOLDER);
+
+    // When it is stopped with SIGTERM, Then it exits 1, says so, and the lock is free
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ran = finish(child, started);
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    assert!(ran.said.contains("interrupted by SIGTERM"), "{}", ran.said);
+    assert_eq!(site.lease_holder("gstg"), "", "the lock was released");
+}

@@ -221,7 +221,7 @@ async fn dry_run(plan: &Plan, cluster: &KubePorts<'_>) -> Outcome {
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM (what CI sends when a job is cancelled), and names it.
-async fn shutdown_signal() -> &'static str {
+pub(super) async fn shutdown_signal() -> &'static str {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(e) => {

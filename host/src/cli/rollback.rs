@@ -7,6 +7,7 @@ use clap::Args;
 use super::{CommandError, common};
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
+use crate::lifecycle::ports::Cluster as _;
 use crate::lifecycle::{DeployOutcome, RollbackRequest, rollback};
 use crate::plugins::PluginHost;
 use crate::report;
@@ -78,7 +79,34 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
         to,
         force: args.force,
     };
-    let outcome = rollback(&plan, &request, &cluster, &notify, &display).await;
+    let run = Box::pin(rollback(&plan, &request, &cluster, &notify, &display));
+    let outcome = tokio::select! {
+        outcome = run => outcome,
+        signal = super::deploy::shutdown_signal() => {
+            // Give the lock back (only ours is released); the stage may be part-way.
+            let environment = config
+                .stage(&args.stage)
+                .map(|s| s.environment.clone())
+                .unwrap_or_default();
+            let released = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                cluster.unlock(&environment),
+            )
+            .await;
+            if !matches!(released, Ok(Ok(()))) {
+                report::stderr_line(&format!(
+                    "could not release the lock of `{environment}`; it expires on its own"
+                ));
+            }
+            drop(cluster);
+            drop(display);
+            report::stderr_line(&format!(
+                "interrupted by {signal}: `{}` may be part-way; run the same rollback again to finish it",
+                args.stage
+            ));
+            return Ok(Outcome::Failed);
+        }
+    };
     drop(cluster);
     drop(display);
     report::stderr_line(&match &outcome {
