@@ -1,6 +1,6 @@
-//! The kube-apiserver killed (SIGKILL) and restarted under a running deploy's rollout watch: the
-//! run rides the outage out (bounded retries, the watch resumed) and completes, with nothing
-//! lost.
+//! The kube-apiserver, and etcd, killed (SIGKILL) and restarted under a running deploy's rollout
+//! watch: the run rides the outage out (bounded retries, the watch resumed) and completes, with
+//! nothing lost.
 //!
 //! Destructive, so it runs only in an environment of its own: export the `env` of one brought up
 //! with `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster TAGSHIP_PORT_BASE=19400 tests/cluster/up` and set
@@ -12,6 +12,7 @@ mod site;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -45,7 +46,8 @@ fn kill_and_restart(dir: &Path, name: &str) -> Duration {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    assert!(args[0].contains("kube-apiserver"), "{args:?}");
+    let program = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+    assert!(args[0].contains(program), "{args:?}");
     let killed = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -91,17 +93,13 @@ fn kill_and_restart(dir: &Path, name: &str) -> Duration {
     down_since.elapsed()
 }
 
-#[test]
-fn the_apiserver_killed_and_restarted_under_a_rollout_watch_does_not_stop_the_deploy() {
-    let Some(dir) = own_environment() else {
-        eprintln!(
-            "\n!!! SKIPPED: the_apiserver_killed_and_restarted_under_a_rollout_watch… kills the \
-             kube-apiserver, so it runs only in an environment of its own: bring one up with \
-             `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster TAGSHIP_PORT_BASE=19400 tests/cluster/up`, \
-             export its env file and TAGSHIP_FAULT_CLUSTER_DIR=/tmp/fault-cluster (tests/run does)\n"
-        );
-        return;
-    };
+/// Deploys two stages whose rollouts take ~10 s and kills and restarts `process` (a name of
+/// the `pids` file) while the canary's rollout is watched; asserts the deploy completed with
+/// nothing lost.
+fn deploy_through_a_restart_of(dir: &Path, process: &str) {
+    // One outage at a time: each test's deploy must see only its own.
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     // Given rollouts that take ~10 s (pods available 4 s after Ready, one at a time)
     let site = Site::builder("frestart")
         .stages(vec![
@@ -120,15 +118,15 @@ fn the_apiserver_killed_and_restarted_under_a_rollout_watch_does_not_stop_the_de
         .rollout_timeout("120s")
         .write();
 
-    // When the apiserver is killed and restarted while the canary's rollout is watched
+    // When the process is killed and restarted while the canary's rollout is watched
     let mut run = Background::spawn(&mut deploy_command(&config, &["--version", "v2.0.0"]));
     let mid_rollout = eventually(Duration::from_mins(1), || {
         site.image("gstg-cny") == image_of("v2.0.0") && !site.rollout_in("local-1", "gstg-cny").0
     });
     assert!(mid_rollout, "never saw the canary mid-rollout");
     assert!(run.is_running());
-    let outage = kill_and_restart(&dir, "kube-apiserver-1");
-    eprintln!("kube-apiserver-1 was down for {outage:?}");
+    let outage = kill_and_restart(dir, process);
+    eprintln!("faults: {process} killed and restarted; the API was unready for {outage:?}");
 
     // Then the deploy completes with nothing lost
     let ran = run.finish();
@@ -144,4 +142,31 @@ fn the_apiserver_killed_and_restarted_under_a_rollout_watch_does_not_stop_the_de
         assert_eq!(deployed, 1, "{stage}\n{}", ran.said);
     }
     assert_eq!(site.lease_holder("gstg"), "", "{}", ran.said);
+}
+
+fn skip_loudly(test: &str) {
+    eprintln!(
+        "\n!!! SKIPPED: {test} kills a process of the environment, so it runs only in an \
+         environment of its own: bring one up with `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster \
+         TAGSHIP_PORT_BASE=19400 tests/cluster/up`, export its env file and \
+         TAGSHIP_FAULT_CLUSTER_DIR=/tmp/fault-cluster (tests/run does)\n"
+    );
+}
+
+#[test]
+fn the_apiserver_killed_and_restarted_under_a_rollout_watch_does_not_stop_the_deploy() {
+    let Some(dir) = own_environment() else {
+        skip_loudly("the_apiserver_killed_and_restarted_under_a_rollout_watch…");
+        return;
+    };
+    deploy_through_a_restart_of(&dir, "kube-apiserver-1");
+}
+
+#[test]
+fn etcd_killed_and_restarted_under_a_rollout_watch_does_not_stop_the_deploy() {
+    let Some(dir) = own_environment() else {
+        skip_loudly("etcd_killed_and_restarted_under_a_rollout_watch…");
+        return;
+    };
+    deploy_through_a_restart_of(&dir, "etcd");
 }

@@ -69,6 +69,18 @@ impl Faulty {
     }
 }
 
+impl Drop for Faulty {
+    /// Says what was injected, for RELIABILITY.md's figures (`--nocapture` shows it).
+    fn drop(&mut self) {
+        eprintln!(
+            "faults: {}: injected {:?} into {} requests",
+            std::thread::current().name().unwrap_or("?"),
+            self.proxy.injected_by_kind(),
+            self.proxy.seen().len()
+        );
+    }
+}
+
 /// Asserts every stage serves `version`, rolled out, with one `deployed` record for it; the
 /// sidecar and replicas untouched; the lock free.
 fn nothing_lost(f: &Faulty, version: &str, said: &str) {
