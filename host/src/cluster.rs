@@ -19,6 +19,8 @@
 //!   longer only where the server asks with `Retry-After`, up to 10 s a wait). This is the only
 //!   retry policy: kube-rs's own retry layer is switched off, because stacked under ours its 15
 //!   retries growing towards 1000 s made a persistent 503 take many minutes to report.
+//! - No response keeps tagship waiting longer than [`READ_TIMEOUT`] between two reads: a request
+//!   the API server accepted and never answers fails (and is retried) instead of hanging.
 //! - Rollouts are judged by `kubectl rollout status`'s rule, never by a status that belongs to an
 //!   older generation.
 
@@ -44,6 +46,10 @@ pub use lease::{
     ANNOTATION_PIPELINE_URL, ANNOTATION_REASON, ANNOTATION_SINCE, Holder, LockAttempt, LockInfo,
     lock_info,
 };
+
+/// How long a response may keep tagship waiting between two reads before the request fails
+/// (and, where idempotent, is retried). A quiet watch hitting it is resumed, not failed.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The field manager tagship's server-side applies and writes use.
 pub const FIELD_MANAGER: &str = "tagship";
@@ -102,6 +108,9 @@ impl KubeCluster {
             })?;
         // One retry policy, ours (see the module's guarantees), not two stacked.
         config.default_retry = false;
+        // kube-rs sets no read timeout: an API server that accepts a request and never answers
+        // would hang the run (and its lock release) for as long as it stalls.
+        config.read_timeout = Some(READ_TIMEOUT);
         let client = Client::try_from(config).map_err(|source| ClusterError::Connect {
             context: context.clone(),
             source,

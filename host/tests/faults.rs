@@ -142,6 +142,33 @@ fn faults_on_the_lock_are_retried_and_the_deploy_completes() {
 }
 
 #[test]
+fn a_lock_request_the_apiserver_never_answers_times_out_and_is_retried() {
+    // Given the first Lease read held back for two minutes (an apiserver that accepted the
+    // connection and hangs)
+    let f = Faulty::new("fstall", |_| {});
+    let stalled = f.inject(
+        Match::new("GET", &["/leases/"]),
+        Fault::Stall(Duration::from_mins(2)),
+        1,
+    );
+    let config = f.config().write();
+
+    // When a release is deployed
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+
+    // Then the request timed out (30 s), was retried, and the deploy completed
+    assert_eq!(f.proxy.injected(stalled), 1, "{:?}", f.proxy.seen());
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(
+        ran.took < Duration::from_secs(75),
+        "waited {:?} for a hung request\n{}",
+        ran.took,
+        ran.said
+    );
+    nothing_lost(&f, "v2.0.0", &ran.said);
+}
+
+#[test]
 fn faults_while_running_and_waiting_for_the_migration_job_are_retried() {
     // Given the migration Job's creation failing once (500) and once answered but lost, its
     // reads dropped and its watch cut mid-way
