@@ -410,6 +410,44 @@ fn faults_on_the_history_write_leave_exactly_one_record() {
 }
 
 #[test]
+fn a_history_that_cannot_be_written_is_said_and_the_deploy_still_completes() {
+    // Given every history write answered 500
+    let f = Faulty::new("fnohist", |_| {});
+    let failing = f.inject(
+        Match::any(&["/configmaps"]).not_watching(),
+        Fault::status(500),
+        usize::MAX,
+    );
+    let config = f.config().write();
+
+    // When a release is deployed
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+
+    // Then (the lifecycle's current choice, reported in issue 6) the release goes through, the
+    // run says the history could not be written, and the lock is released; no record exists
+    assert!(f.proxy.injected(failing) >= 8, "{:?}", f.proxy.seen());
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(
+        ran.said.contains("could not write the stage's history"),
+        "{}",
+        ran.said
+    );
+    for stage in f.site.stage_names() {
+        assert_eq!(f.site.image(&stage), image_of("v2.0.0"), "{stage}");
+        assert!(f.site.history(&stage).is_empty(), "{stage}");
+        assert_eq!(
+            f.site
+                .annotations(&stage)
+                .get("tagship.io/version")
+                .map(String::as_str),
+            Some("v2.0.0"),
+            "{stage}: the audit annotation still names the release"
+        );
+    }
+    assert_eq!(f.site.lease_holder("gstg"), "", "{}", ran.said);
+}
+
+#[test]
 fn an_apply_that_keeps_failing_stops_cleanly_with_nothing_changed() {
     // Given every apply answered 500
     let f = Faulty::new("fstop", |_| {});
