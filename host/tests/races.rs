@@ -175,7 +175,7 @@ fn a_runner_whose_lock_was_taken_over_while_it_was_frozen_stops_and_says_so() {
         .spawn()
         .expect("start tagship");
     assert!(
-        eventually(Duration::from_secs(60), || site.image("gstg-cny")
+        eventually(Duration::from_mins(1), || site.image("gstg-cny")
             == image_of("v2.0.0")),
         "the deploy applied"
     );
