@@ -108,8 +108,12 @@ pub fn init_logging(cli: &Cli) {
             _ => "trace",
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TAGSHIP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,tagship={default}")));
+    // kube's client logs each failed attempt at ERROR; tagship retries them and reports what
+    // matters itself, so they are shown only with -v.
+    let kube = if cli.verbose == 0 { "off" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAGSHIP_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,kube_client={kube},tagship={default}"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -551,6 +551,19 @@ impl Cluster for KubePorts<'_> {
             .map_err(port)
     }
 
+    async fn record_if_missing(
+        &self,
+        plan: &StagePlan,
+        record: HistoryRecord,
+    ) -> Result<bool, PortError> {
+        let newest = self.history(&plan.name).await?.pop();
+        if newest.is_some_and(|entry| entry["version"].as_str() == Some(record.version.as_str())) {
+            return Ok(false);
+        }
+        self.record(plan, record).await?;
+        Ok(true)
+    }
+
     async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError> {
         let (cluster, ns) = self.home(environment).await?;
         let value = cluster

@@ -218,6 +218,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                     Some(&stage.name),
                     &format!("already serving {}, nothing to do", self.plan.target),
                 );
+                self.ensure_recorded(stage, &live).await;
                 self.post_migrations_if_due(stage, &live).await?;
                 Ok(false)
             }
@@ -357,6 +358,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                     Some(&stage.name),
                     "already at the target after waiting for the lock",
                 );
+                self.ensure_recorded(stage, &live).await;
                 Ok(None)
             }
             StageAction::RefuseDowngrade { live: newer } => Err(DeployOutcome::Blocked {
@@ -758,6 +760,38 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         }
     }
 
+    /// A stage found serving the target must have it in its history: a run killed (or unable
+    /// to write) after the rollout but before its record left it out; this writes it.
+    async fn ensure_recorded(&self, stage: &StagePlan, live: &StageLive) {
+        let record = HistoryRecord {
+            deploy_id: self.plan.deploy_id.clone(),
+            action: "deployed",
+            version: self.plan.target.to_string(),
+            previous: live
+                .workloads
+                .iter()
+                .filter_map(|w| w.previous.clone())
+                .max()
+                .map(|v| v.to_string()),
+            reason: Some(
+                "found serving the target: the run that applied it stopped before recording it"
+                    .into(),
+            ),
+            pipeline_url: self.plan.pipeline_url.clone(),
+        };
+        match self.cluster.record_if_missing(stage, record).await {
+            Ok(true) => self.reporter.step(
+                Some(&stage.name),
+                "recorded the deploy in the stage's history (an earlier run applied it but did not record it)",
+            ),
+            Ok(false) => {}
+            Err(e) => self.reporter.step(
+                Some(&stage.name),
+                &format!("could not check the stage's history: {e}"),
+            ),
+        }
+    }
+
     pub(super) async fn record(
         &self,
         stage: &StagePlan,
@@ -921,6 +955,31 @@ mod tests {
             "no lock is taken for nothing"
         );
         assert!(lines.contains("already serving v2.0.0"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stage_found_at_the_target_without_its_record_gets_one_once() {
+        // An earlier run rolled out v2.0.0 everywhere and was killed before recording it.
+        let cluster = cluster_at("v2.0.0");
+        let mut p = plan("v2.0.0", three_stages());
+        p.approved.insert("gprd".into());
+        let (_, _, lines) = run(&p, &cluster).await;
+        assert!(lines.contains("an earlier run applied it but did not record it"));
+        {
+            let history = cluster.history.lock().unwrap();
+            assert_eq!(history.len(), 3, "{history:?}");
+            assert!(history.iter().all(|(_, r)| {
+                r.action == "deployed"
+                    && r.version == "v2.0.0"
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|why| why.contains("stopped before recording"))
+            }));
+        }
+        // A second re-run finds the records and writes nothing.
+        let (_, _, lines) = run(&p, &cluster).await;
+        assert!(!lines.contains("did not record it"));
+        assert_eq!(cluster.history.lock().unwrap().len(), 3);
     }
 
     #[tokio::test(start_paused = true)]

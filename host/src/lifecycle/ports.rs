@@ -169,6 +169,13 @@ pub trait Cluster {
     async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError>;
     /// Appends to the stage's history.
     async fn record(&self, stage: &StagePlan, record: HistoryRecord) -> Result<(), PortError>;
+    /// Appends `record` unless the newest entry of the stage's history already says its
+    /// version is live; `Ok(true)` when it appended.
+    async fn record_if_missing(
+        &self,
+        stage: &StagePlan,
+        record: HistoryRecord,
+    ) -> Result<bool, PortError>;
     /// The environment's post-deployment migration watermark.
     async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError>;
     /// Sets the environment's watermark.

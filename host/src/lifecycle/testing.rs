@@ -271,6 +271,20 @@ impl Cluster for FakeCluster {
         Ok(())
     }
 
+    async fn record_if_missing(
+        &self,
+        stage: &StagePlan,
+        record: HistoryRecord,
+    ) -> Result<bool, PortError> {
+        let mut history = self.history.lock().unwrap();
+        let newest = history.iter().rev().find(|(s, _)| *s == stage.name);
+        if newest.is_some_and(|(_, r)| r.version == record.version) {
+            return Ok(false);
+        }
+        history.push((stage.name.clone(), record));
+        Ok(true)
+    }
+
     async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError> {
         Ok(self.watermarks.lock().unwrap().get(environment).cloned())
     }
