@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod conventions;
+pub mod deploy_bench;
 pub mod fault_proxy;
 pub mod harness;
 pub mod kubelet;

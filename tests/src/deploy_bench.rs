@@ -1,0 +1,1009 @@
+//! The deploy benchmark of issue 7 (`deploy-bench`): the real `tagship` binary against `kubectl`
+//! on the local environment `tests/cluster/up` started, measured as whole processes.
+//!
+//! Every child runs under `/usr/bin/time -f "%U %S %M"` (user, system CPU seconds and peak RSS
+//! in KiB of that one process); wall time is taken here around the child. An independent watch on
+//! the Deployments (kubectl's rollout rule, [`crate::rollout::deployment_rollout`], and the target
+//! image) timestamps the moment the cluster finished; the children's output lines are timestamped
+//! as they arrive on their pipes, so detection latency is "line arrived" minus "watch saw it".
+//!
+//! It works only in namespaces of its own (`bench-…`, deleted at the end) and never builds or
+//! starts anything: the `tagship` binary is built by `cargo build --release -p tagship`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, ResourceExt as _};
+use serde_json::{Value, json};
+
+use crate::harness::{Environment, TestNamespace, unique_word};
+use crate::rollout::{Rollout, deployment_rollout};
+
+/// The image repository of every benchmark Deployment.
+pub const IMAGE: &str = "registry.example.com/registry";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `tagship` binary under test.
+    pub tagship: PathBuf,
+    /// Measured kubectl/tagship pairs (after one warm-up pair).
+    pub pairs: usize,
+    /// Measured runs per scale step (1, 10, 50 Deployments).
+    pub scale_runs: usize,
+    /// The Deployment counts of the scale steps.
+    pub scale_sizes: Vec<usize>,
+    /// Runs of each start-up command.
+    pub startup_runs: usize,
+}
+
+/// What one child process used.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Wall time, taken by this process around the child (includes `/usr/bin/time`'s exec).
+    pub wall: Duration,
+    /// User + system CPU time of the child.
+    pub cpu: Duration,
+    /// Peak resident set size of the child, in KiB.
+    pub rss_kib: u64,
+}
+
+/// A finished child: its usage, exit code, and every output line with the moment it arrived.
+#[derive(Debug)]
+pub struct Finished {
+    /// What it used.
+    pub usage: Usage,
+    /// Its exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// When it exited (as seen here).
+    pub ended: Instant,
+    /// stdout and stderr lines, each with its arrival time.
+    pub lines: Vec<(Instant, String)>,
+}
+
+impl Finished {
+    /// When the first line containing `needle` arrived.
+    pub fn line_at(&self, needle: &str) -> Option<Instant> {
+        self.lines
+            .iter()
+            .find(|(_, l)| l.contains(needle))
+            .map(|(t, _)| *t)
+    }
+
+    fn said(&self) -> String {
+        self.lines
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Runs `program ARGS` under `/usr/bin/time` to its end, timestamping its output lines.
+///
+/// # Panics
+///
+/// When a pipe reader thread panicked while holding the lines (a poisoned lock).
+pub fn run_timed(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Finished> {
+    let time_file = std::env::temp_dir().join(format!("deploy-bench-time-{}", unique_word()));
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-f")
+        .arg("%U %S %M")
+        .arg("-o")
+        .arg(&time_file)
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for name in [
+        "TAGSHIP_VERSION",
+        "TAGSHIP_CONFIG",
+        "CI",
+        "GITLAB_CI",
+        "CI_COMMIT_TAG",
+        "CI_PIPELINE_ID",
+    ] {
+        cmd.env_remove(name);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting `{}` under /usr/bin/time", program.display()))?;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|pipe| {
+        let lines = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let at = Instant::now();
+                lines.lock().expect("lines lock").push((at, line));
+            }
+        })
+    })
+    .collect();
+    let status = child.wait()?;
+    let ended = Instant::now();
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let text = std::fs::read_to_string(&time_file)
+        .with_context(|| format!("reading `{}`", time_file.display()))?;
+    let _ = std::fs::remove_file(&time_file);
+    let usage = parse_time(&text, ended - started)?;
+    let mut lines = std::mem::take(&mut *lines.lock().expect("lines lock"));
+    lines.sort_by_key(|(t, _)| *t);
+    Ok(Finished {
+        usage,
+        code: status.code().unwrap_or(-1),
+        ended,
+        lines,
+    })
+}
+
+/// Parses the last line of `/usr/bin/time -f "%U %S %M"` (a failing child adds a line before it).
+pub fn parse_time(text: &str, wall: Duration) -> anyhow::Result<Usage> {
+    let line = text
+        .lines()
+        .last()
+        .with_context(|| format!("empty /usr/bin/time output: {text:?}"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [user, system, rss] = fields.as_slice() else {
+        bail!("unexpected /usr/bin/time output: {text:?}");
+    };
+    let cpu = Duration::from_secs_f64(user.parse::<f64>()? + system.parse::<f64>()?);
+    Ok(Usage {
+        wall,
+        cpu,
+        rss_kib: rss.parse()?,
+    })
+}
+
+/// Median, minimum and maximum, and the 10th/90th percentiles (nearest rank).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The median (mean of the middle two for an even count).
+    pub median: f64,
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+    /// 10th percentile, nearest rank.
+    pub p10: f64,
+    /// 90th percentile, nearest rank.
+    pub p90: f64,
+    /// How many values.
+    pub n: usize,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` when empty.
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            f64::midpoint(v[n / 2 - 1], v[n / 2])
+        };
+        let rank = |p: f64| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss,
+                reason = "a rank of a short list"
+            )]
+            let r = ((p * n as f64).ceil() as usize).clamp(1, n);
+            v[r - 1]
+        };
+        Some(Self {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            p10: rank(0.1),
+            p90: rank(0.9),
+            n,
+        })
+    }
+
+    /// `median [min–max]`, or with p10/p90 as well when there are ten values or more, each
+    /// formatted by `f`.
+    pub fn show(&self, f: impl Fn(f64) -> String) -> String {
+        if self.n >= 10 {
+            format!(
+                "{} (p10 {}, p90 {}; min {}, max {})",
+                f(self.median),
+                f(self.p10),
+                f(self.p90),
+                f(self.min),
+                f(self.max)
+            )
+        } else {
+            format!("{} [{}–{}]", f(self.median), f(self.min), f(self.max))
+        }
+    }
+}
+
+fn ms(x: f64) -> String {
+    format!("{x:.0} ms")
+}
+fn ms1(x: f64) -> String {
+    format!("{x:.1} ms")
+}
+fn mb(x: f64) -> String {
+    format!("{x:.1} MB")
+}
+fn ratio(x: f64) -> String {
+    format!("{x:.2}")
+}
+fn show(values: &[f64], f: fn(f64) -> String) -> String {
+    Spread::of(values).map_or_else(|| "—".to_owned(), |s| s.show(f))
+}
+fn median(values: &[f64]) -> f64 {
+    Spread::of(values).map_or(f64::NAN, |s| s.median)
+}
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+#[allow(clippy::cast_precision_loss, reason = "KiB of a process fit an f64")]
+fn megabytes(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1_000_000.0
+}
+/// `a - b` in milliseconds, negative when `a` came first.
+fn signed_ms(a: Instant, b: Instant) -> f64 {
+    if a >= b {
+        millis(a - b)
+    } else {
+        -millis(b - a)
+    }
+}
+
+/// The registry's Deployment as Helm would create it (the shape of `host/tests/support/site.rs`):
+/// 2 replicas, a `registry` container at `IMAGE:TAG` and a `sidecar` tagship must not touch.
+pub fn deployment(name: &str, namespace: &str, tag: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "replicas": 2, "progressDeadlineSeconds": 120,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [
+                    {"name": "registry", "image": format!("{IMAGE}:{tag}")},
+                    {"name": "sidecar", "image": "busybox:1.36"}
+                ]}
+            }
+        }
+    })
+}
+
+/// The `registry` container's image of `d`.
+fn registry_image(d: &Deployment) -> Option<&str> {
+    d.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == "registry")?
+        .image
+        .as_deref()
+}
+
+/// An independent watch on every Deployment of a namespace: when each first ran `image` with
+/// its rollout complete by kubectl's rule.
+pub struct CompletionWatch {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CompletionWatch {
+    /// Starts watching `namespace` for `image`; returns once the initial list is in.
+    ///
+    /// # Panics
+    ///
+    /// The watch task panics when the lock was poisoned by a panic of [`Self::finished`].
+    pub async fn start(env: &Environment, namespace: &str, image: String) -> anyhow::Result<Self> {
+        let api: Api<Deployment> = Api::namespaced(env.client.clone(), namespace);
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut ready = Some(ready_tx);
+                let stream = watcher(api, watcher::Config::default()).default_backoff();
+                futures::pin_mut!(stream);
+                while let Some(event) = stream.next().await {
+                    let at = Instant::now();
+                    let d = match event {
+                        Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => d,
+                        Ok(watcher::Event::InitDone) => {
+                            if let Some(tx) = ready.take() {
+                                let _ = tx.send(());
+                            }
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    if registry_image(&d) == Some(image.as_str())
+                        && deployment_rollout(&d) == Rollout::Complete
+                    {
+                        seen.lock()
+                            .expect("watch lock")
+                            .entry(d.name_any())
+                            .or_insert(at);
+                    }
+                }
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(30), ready_rx)
+            .await
+            .context("the benchmark's own watch did not list the namespace in 30 s")??;
+        Ok(Self { seen, task })
+    }
+
+    /// When the last of `names` completed; waits up to 10 s for the watch to see them all.
+    ///
+    /// # Panics
+    ///
+    /// When the watch task panicked while holding the lock.
+    pub async fn finished(&self, names: &[String]) -> anyhow::Result<Instant> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let seen = self.seen.lock().expect("watch lock");
+                let times: Option<Vec<Instant>> =
+                    names.iter().map(|n| seen.get(n).copied()).collect();
+                if let Some(last) = times.and_then(|t| t.into_iter().max()) {
+                    return Ok(last);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the benchmark's own watch never saw every rollout complete");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for CompletionWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One namespace of the benchmark with `count` Deployments, live at `v1.0.0`.
+struct Place {
+    ns: TestNamespace,
+    names: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Place {
+    /// Creates `bench-WORD-SUFFIX` with `count` Deployments, created by `kubectl apply`, with
+    /// `--server-side` when `server_side`; waits for their rollouts.
+    async fn create(
+        env: &Environment,
+        suffix: &str,
+        count: usize,
+        server_side: bool,
+    ) -> anyhow::Result<Self> {
+        let ns = env
+            .namespace_named(&format!("bench-{}-{suffix}", unique_word()))
+            .await?;
+        let dir = std::env::temp_dir().join(&ns.name);
+        std::fs::create_dir_all(&dir)?;
+        let names: Vec<String> = if count == 1 {
+            vec!["gitlab-registry".to_owned()]
+        } else {
+            (0..count).map(|i| format!("registry-{i}")).collect()
+        };
+        let place = Self { ns, names, dir };
+        let manifest = place.write_manifest("v1.0.0-gitlab")?;
+        let mut args = vec!["apply", "-f", path_str(&manifest)?];
+        if server_side {
+            args.push("--server-side");
+        }
+        kubectl_ok(env, &args)?;
+        for name in &place.names {
+            kubectl_ok(
+                env,
+                &[
+                    "rollout",
+                    "status",
+                    &format!("deployment/{name}"),
+                    "-n",
+                    &place.ns.name,
+                    "--timeout=120s",
+                ],
+            )?;
+        }
+        Ok(place)
+    }
+
+    fn write_manifest(&self, tag: &str) -> anyhow::Result<PathBuf> {
+        let items: Vec<Value> = self
+            .names
+            .iter()
+            .map(|n| deployment(n, &self.ns.name, tag))
+            .collect();
+        let path = self.dir.join(format!("deployments-{tag}.json"));
+        std::fs::write(
+            &path,
+            json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+        )?;
+        Ok(path)
+    }
+
+    /// A one-stage `tagship.toml` for these Deployments: no checks, no bake, no migrations.
+    fn write_config(&self, env: &Environment) -> anyhow::Result<PathBuf> {
+        let workloads: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| format!("{{ deployment = \"{n}\", containers = [\"registry\"] }}"))
+            .collect();
+        let text = format!(
+            r#"kubeconfig = "{kubeconfig}"
+
+[component]
+name = "registry"
+image = "{IMAGE}"
+tag = "{{{{version}}}}-gitlab"
+
+[lock]
+namespace = "{ns}"
+ttl = "30s"
+wait = "30s"
+
+[[stage]]
+name = "bench"
+environment = "bench"
+clusters = ["{context}"]
+namespace = "{ns}"
+workloads = [{workloads}]
+rollout_timeout = "120s"
+"#,
+            kubeconfig = path_str(&env.kubeconfig)?,
+            ns = self.ns.name,
+            context = env.contexts.first().map_or("local-1", String::as_str),
+            workloads = workloads.join(", "),
+        );
+        let path = self.dir.join("tagship.toml");
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn path_str(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("not UTF-8: {}", path.display()))
+}
+
+fn kubectl_ok(env: &Environment, args: &[&str]) -> anyhow::Result<String> {
+    let out = env.kubectl(args)?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The whole benchmark: runs every part and returns the Markdown section.
+pub struct Bench {
+    env: Environment,
+    settings: Settings,
+    kubectl: PathBuf,
+    cache: PathBuf,
+}
+
+/// One kubectl/tagship pair.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pair {
+    kubectl: Usage,
+    tagship: Usage,
+    /// tagship's "rollout complete" line minus the watch's completion, ms.
+    tagship_detect_ms: f64,
+    /// kubectl's "successfully rolled out" line minus the watch's completion, ms.
+    kubectl_detect_ms: f64,
+    /// tagship's exit minus the watch's completion, ms.
+    tagship_after_ms: f64,
+    /// `kubectl rollout status`'s exit minus the watch's completion, ms.
+    kubectl_after_ms: f64,
+}
+
+/// One scale run.
+#[derive(Debug, Default, Clone, Copy)]
+struct ScaleRun {
+    usage: Usage,
+    detect_ms: f64,
+    after_ms: f64,
+    cluster_ms: f64,
+}
+
+impl Bench {
+    /// Connects to the environment and checks the binaries.
+    pub async fn new(settings: Settings) -> anyhow::Result<Self> {
+        if !settings.tagship.is_file() {
+            bail!(
+                "no tagship binary at `{}`\nhint: cargo build --release -p tagship",
+                settings.tagship.display()
+            );
+        }
+        if !Path::new("/usr/bin/time").is_file() {
+            bail!("no /usr/bin/time\nhint: apt-get install time");
+        }
+        let env = Environment::connect().await?;
+        let kubectl = which("kubectl").context("no kubectl on PATH")?;
+        let cache = std::env::temp_dir().join(format!("bench-cache-{}", unique_word()));
+        Ok(Self {
+            env,
+            settings,
+            kubectl,
+            cache,
+        })
+    }
+
+    fn kube_args<'a>(&'a self, args: &[&'a str]) -> anyhow::Result<Vec<&'a str>> {
+        let mut all = vec!["--kubeconfig", path_str(&self.env.kubeconfig)?];
+        all.extend_from_slice(args);
+        Ok(all)
+    }
+
+    fn tagship(&self, args: &[&str]) -> anyhow::Result<Finished> {
+        run_timed(
+            &self.settings.tagship,
+            args,
+            &[
+                ("TAGSHIP_HOLDER", "deploy-bench"),
+                ("TAGSHIP_CACHE_DIR", path_str(&self.cache)?),
+            ],
+        )
+    }
+
+    /// Runs every part; the Markdown section.
+    pub async fn run(&self) -> anyhow::Result<String> {
+        let load_before = load_average();
+        let mut out = String::new();
+        let pairs = self.pairs().await?;
+        let scale = self.scale().await?;
+        let startup = self.startup().await?;
+        let load_after = load_average();
+        self.write_header(&mut out, &load_before, &load_after);
+        write_pairs(&mut out, &pairs, self.settings.pairs);
+        write_scale(&mut out, &scale);
+        out.push_str(&startup);
+        let _ = std::fs::remove_dir_all(&self.cache);
+        Ok(out)
+    }
+
+    fn write_header(&self, out: &mut String, before: &str, after: &str) {
+        let mem = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| m.lines().next().map(str::to_owned))
+            .unwrap_or_default();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+        let busy = [before, after].iter().any(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<f64>().ok())
+                > Some(1.0)
+        });
+        let _ = writeln!(out, "## deploy-bench: deploys against kubectl\n");
+        let _ = writeln!(
+            out,
+            "Machine: {cpus} CPUs, {}, kernel {}. Load average before: {before}; after: {after}.{}",
+            mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
+            kernel.trim(),
+            if busy {
+                " **The machine was shared with other builds and tests (load average above 1): \
+                 every wall time here is pessimistic and noisy.**"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "\ntagship: `{}` (`cargo build --release -p tagship`); kubectl: `{}`. Cluster: the \
+             local environment of `tests/cluster/up` (`{}`), kubelet stand-in (pods Ready after its \
+             configured delay, 300 ms by default). Every child ran under `/usr/bin/time -f \"%U %S %M\"`: \
+             CPU = user + system of the child, RSS = its peak; wall time is taken by the benchmark \
+             around the child and includes the exec of `/usr/bin/time`.\n",
+            self.settings.tagship.display(),
+            self.kubectl.display(),
+            self.env.dir.display()
+        );
+    }
+
+    async fn pairs(&self) -> anyhow::Result<Vec<Pair>> {
+        let k = Place::create(&self.env, "kubectl", 1, true).await?;
+        let t = Place::create(&self.env, "tagship", 1, false).await?;
+        let config = t.write_config(&self.env)?;
+        let name = &k.names[0];
+        let mut pairs = Vec::new();
+        for i in 0..=self.settings.pairs {
+            let version = format!("v1.0.{}", i + 1);
+            let tag = format!("{version}-gitlab");
+            let image = format!("{IMAGE}:{tag}");
+            eprintln!(
+                "deploy-bench: pair {i} of {} ({version}){}",
+                self.settings.pairs,
+                if i == 0 { ", warm-up" } else { "" }
+            );
+            // A: kubectl apply --server-side, then kubectl rollout status.
+            let manifest = k.write_manifest(&tag)?;
+            let watch = CompletionWatch::start(&self.env, &k.ns.name, image.clone()).await?;
+            let apply = run_timed(
+                &self.kubectl,
+                &self.kube_args(&["apply", "--server-side", "-f", path_str(&manifest)?])?,
+                &[],
+            )?;
+            if apply.code != 0 {
+                bail!("kubectl apply failed:\n{}", apply.said());
+            }
+            let target = format!("deployment/{name}");
+            let status = run_timed(
+                &self.kubectl,
+                &self.kube_args(&[
+                    "rollout",
+                    "status",
+                    &target,
+                    "-n",
+                    &k.ns.name,
+                    "--timeout=120s",
+                ])?,
+                &[],
+            )?;
+            if status.code != 0 {
+                bail!("kubectl rollout status failed:\n{}", status.said());
+            }
+            let k_done = watch.finished(&k.names).await?;
+            drop(watch);
+            let kubectl = Usage {
+                wall: apply.usage.wall + status.usage.wall,
+                cpu: apply.usage.cpu + status.usage.cpu,
+                rss_kib: apply.usage.rss_kib.max(status.usage.rss_kib),
+            };
+            let kubectl_detect_ms = status
+                .line_at("successfully rolled out")
+                .map_or(f64::NAN, |at| signed_ms(at, k_done));
+            // B: tagship deploy.
+            let watch = CompletionWatch::start(&self.env, &t.ns.name, image).await?;
+            let deploy = self.tagship(&[
+                "deploy",
+                "--config",
+                path_str(&config)?,
+                "--version",
+                &version,
+            ])?;
+            if deploy.code != 0 {
+                bail!("tagship deploy failed:\n{}", deploy.said());
+            }
+            let t_done = watch.finished(&t.names).await?;
+            drop(watch);
+            let pair = Pair {
+                kubectl,
+                tagship: deploy.usage,
+                tagship_detect_ms: deploy
+                    .line_at("rollout complete")
+                    .map_or(f64::NAN, |at| signed_ms(at, t_done)),
+                kubectl_detect_ms,
+                tagship_after_ms: signed_ms(deploy.ended, t_done),
+                kubectl_after_ms: signed_ms(status.ended, k_done),
+            };
+            if i > 0 {
+                pairs.push(pair);
+            }
+        }
+        Ok(pairs)
+    }
+
+    async fn scale(&self) -> anyhow::Result<Vec<(usize, Vec<ScaleRun>)>> {
+        let mut steps = Vec::new();
+        for &count in &self.settings.scale_sizes {
+            let place = Place::create(&self.env, &format!("scale{count}"), count, false).await?;
+            let config = place.write_config(&self.env)?;
+            let mut runs = Vec::new();
+            for i in 0..=self.settings.scale_runs {
+                let version = format!("v1.0.{}", i + 1);
+                eprintln!(
+                    "deploy-bench: scale {count} Deployments, run {i} of {}{}",
+                    self.settings.scale_runs,
+                    if i == 0 { ", warm-up" } else { "" }
+                );
+                let image = format!("{IMAGE}:{version}-gitlab");
+                let watch = CompletionWatch::start(&self.env, &place.ns.name, image).await?;
+                let started = Instant::now();
+                let deploy = self.tagship(&[
+                    "deploy",
+                    "--config",
+                    path_str(&config)?,
+                    "--version",
+                    &version,
+                ])?;
+                if deploy.code != 0 {
+                    bail!("tagship deploy failed:\n{}", deploy.said());
+                }
+                let done = watch.finished(&place.names).await?;
+                if i > 0 {
+                    runs.push(ScaleRun {
+                        usage: deploy.usage,
+                        detect_ms: deploy
+                            .line_at("rollout complete")
+                            .map_or(f64::NAN, |at| signed_ms(at, done)),
+                        after_ms: signed_ms(deploy.ended, done),
+                        cluster_ms: signed_ms(done, started),
+                    });
+                }
+            }
+            steps.push((count, runs));
+        }
+        Ok(steps)
+    }
+
+    async fn startup(&self) -> anyhow::Result<String> {
+        let place = Place::create(&self.env, "status", 1, false).await?;
+        let config = place.write_config(&self.env)?;
+        let mut out = String::from(
+            "### Start-up: whole processes\n\n| command | runs | wall | CPU (sum / runs; each truncated to 10 ms) | peak RSS |\n|---|---|---|---|---|\n",
+        );
+        let commands: [(&str, Option<Vec<&str>>); 3] = [
+            ("/bin/true (the floor: fork, exec, /usr/bin/time)", None),
+            ("tagship --version", Some(vec!["--version"])),
+            (
+                "tagship status --no-health --config tagship.toml (one stage, one Deployment)",
+                Some(vec![
+                    "status",
+                    "--no-health",
+                    "--config",
+                    path_str(&config)?,
+                ]),
+            ),
+        ];
+        for (label, args) in commands {
+            let mut usages = Vec::new();
+            for _ in 0..self.settings.startup_runs {
+                let ran = match &args {
+                    Some(args) => self.tagship(args)?,
+                    None => run_timed(Path::new("/bin/true"), &[], &[])?,
+                };
+                if ran.code != 0 {
+                    bail!("`{label}` failed:\n{}", ran.said());
+                }
+                usages.push(ran.usage);
+            }
+            let total_cpu: Duration = usages.iter().map(|u| u.cpu).sum();
+            let _ = writeln!(
+                out,
+                "| `{label}` | {} | {} | {:.1} ms per run ({} ms in all) | {} |",
+                usages.len(),
+                show(&walls(&usages), ms1),
+                millis(total_cpu) / f64::from(u32::try_from(usages.len()).unwrap_or(1)),
+                total_cpu.as_millis(),
+                show(&rss(&usages), mb),
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn walls(u: &[Usage]) -> Vec<f64> {
+    u.iter().map(|u| millis(u.wall)).collect()
+}
+fn cpus(u: &[Usage]) -> Vec<f64> {
+    u.iter().map(|u| millis(u.cpu)).collect()
+}
+fn rss(u: &[Usage]) -> Vec<f64> {
+    u.iter().map(|u| megabytes(u.rss_kib)).collect()
+}
+
+fn write_pairs(out: &mut String, pairs: &[Pair], wanted: usize) {
+    let k: Vec<Usage> = pairs.iter().map(|p| p.kubectl).collect();
+    let t: Vec<Usage> = pairs.iter().map(|p| p.tagship).collect();
+    let per = |f: fn(&Usage) -> f64| -> Vec<f64> {
+        pairs
+            .iter()
+            .map(|p| f(&p.tagship) / f(&p.kubectl))
+            .collect()
+    };
+    let wall_ratio = per(|u| u.wall.as_secs_f64());
+    let cpu_ratio = per(|u| u.cpu.as_secs_f64());
+    #[allow(clippy::cast_precision_loss, reason = "KiB of a process fit an f64")]
+    let rss_ratio = per(|u| u.rss_kib as f64);
+    let _ = writeln!(
+        out,
+        "### Against kubectl: one Deployment's image, one stage, no checks, no bake\n\n\
+         {n} interleaved pairs (of {wanted} asked, after one warm-up pair), each: A = `kubectl apply \
+         --server-side -f deployments.json` then `kubectl rollout status deployment/gitlab-registry \
+         -n NS --timeout=120s`; B = `tagship deploy --config tagship.toml --version vX` (one stage, \
+         lock in the same namespace, history record). Each side its own namespace and Deployment \
+         (2 replicas, a `registry` and a `sidecar` container), the same new tag each pair. Ratios are \
+         tagship/kubectl pair by pair. kubectl's RSS is the larger of its two processes, its CPU \
+         and wall the sum.\n",
+        n = pairs.len()
+    );
+    let rss_t = rss(&t);
+    let cpu_t = cpus(&t);
+    let _ = writeln!(
+        out,
+        "| | kubectl (A) | tagship (B) | ratio B/A per pair | goal |\n|---|---|---|---|---|\n\
+         | wall | {} | {} | {} | ratio <= 1.0: {} |\n\
+         | CPU (user+sys) | {} | {} | {} | ratio <= 0.5: {} |\n\
+         | peak RSS | {} | {} | {} | tagship <= 40 MB: {} |",
+        show(&walls(&k), ms),
+        show(&walls(&t), ms),
+        show(&wall_ratio, ratio),
+        met(median(&wall_ratio) <= 1.0),
+        show(&cpus(&k), ms),
+        show(&cpu_t, ms),
+        show(&cpu_ratio, ratio),
+        met(median(&cpu_ratio) <= 0.5),
+        show(&rss(&k), mb),
+        show(&rss_t, mb),
+        show(&rss_ratio, ratio),
+        met(rss_t.iter().copied().fold(0.0, f64::max) <= 40.0),
+    );
+    let sum = |u: &[Usage], f: fn(&Usage) -> Duration| u.iter().map(f).sum::<Duration>();
+    let _ = writeln!(
+        out,
+        "\nRatio of the sums over all pairs (steadier than per pair: `/usr/bin/time` truncates each \
+         process's CPU to 10 ms steps): wall {:.2}, CPU {:.2} ({} ms of tagship against {} ms of kubectl).",
+        sum(&t, |u| u.wall).as_secs_f64() / sum(&k, |u| u.wall).as_secs_f64(),
+        sum(&t, |u| u.cpu).as_secs_f64() / sum(&k, |u| u.cpu).as_secs_f64(),
+        sum(&t, |u| u.cpu).as_millis(),
+        sum(&k, |u| u.cpu).as_millis(),
+    );
+    let t_detect: Vec<f64> = pairs.iter().map(|p| p.tagship_detect_ms).collect();
+    let k_detect: Vec<f64> = pairs.iter().map(|p| p.kubectl_detect_ms).collect();
+    let t_after: Vec<f64> = pairs.iter().map(|p| p.tagship_after_ms).collect();
+    let k_after: Vec<f64> = pairs.iter().map(|p| p.kubectl_after_ms).collect();
+    let _ = writeln!(
+        out,
+        "\n### Detection latency\n\nFrom the moment the benchmark's own watch (a kube-rs watcher on \
+         the namespace, kubectl's rollout rule, the new image) saw the rollout complete, to the \
+         moment the line arrived on the child's pipe: tagship's `rollout complete`, kubectl's \
+         `successfully rolled out`. \"Exit\" is the same to the child's exit (tagship then writes \
+         its record and releases the lock). Negative: the child saw it before the benchmark's watch.\n\n\
+         | | tagship | kubectl rollout status | goal |\n|---|---|---|---|\n\
+         | line after the cluster finished | {} | {} | tagship p50 <= 50 ms: {} |\n\
+         | exit after the cluster finished | {} | {} | |",
+        show(&t_detect, ms1),
+        show(&k_detect, ms1),
+        met(median(&t_detect) <= 50.0),
+        show(&t_after, ms1),
+        show(&k_after, ms1),
+    );
+}
+
+fn write_scale(out: &mut String, steps: &[(usize, Vec<ScaleRun>)]) {
+    if steps.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Scale: one stage with N Deployments\n\n`tagship deploy --config tagship.toml --version vX`, \
+         one stage whose `workloads` lists N Deployments (each 2 replicas) in one namespace of \
+         `local-1`; after one warm-up run. \"Cluster\" is from the start of tagship to the moment \
+         the benchmark's watch saw the last Deployment complete; \"beyond\" is tagship's exit after \
+         that moment.\n\n\
+         | N | runs | tagship CPU | peak RSS | wall | cluster finished | `rollout complete` after | exit beyond the cluster |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    for (count, runs) in steps {
+        let u: Vec<Usage> = runs.iter().map(|r| r.usage).collect();
+        let _ = writeln!(
+            out,
+            "| {count} | {} | {} | {} | {} | {} | {} | {} |",
+            runs.len(),
+            show(&cpus(&u), ms),
+            show(&rss(&u), mb),
+            show(&walls(&u), ms),
+            show(&runs.iter().map(|r| r.cluster_ms).collect::<Vec<_>>(), ms),
+            show(&runs.iter().map(|r| r.detect_ms).collect::<Vec<_>>(), ms1),
+            show(&runs.iter().map(|r| r.after_ms).collect::<Vec<_>>(), ms1),
+        );
+    }
+    let cpu_of = |n: usize| {
+        steps
+            .iter()
+            .find(|(c, _)| *c == n)
+            .map(|(_, r)| median(&r.iter().map(|r| millis(r.usage.cpu)).collect::<Vec<_>>()))
+    };
+    if let (Some(one), Some(fifty)) = (cpu_of(1), cpu_of(50)) {
+        let _ = writeln!(
+            out,
+            "\nGoal: 50 Deployments cost tagship <= 2x one (CPU, medians): {:.2}x, {}.\n",
+            fifty / one,
+            met(fifty / one <= 2.0)
+        );
+    } else {
+        out.push('\n');
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "**met**" } else { "**missed**" }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spread_has_the_median_of_an_even_count_between_the_middle_two() {
+        let s = Spread::of(&[4.0, 1.0, 3.0, 2.0]).expect("values");
+        assert!((s.median - 2.5).abs() < 1e-9);
+        assert!((s.min - 1.0).abs() < 1e-9 && (s.max - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        let s = Spread::of(&v).expect("values");
+        assert!((s.p10 - 1.0).abs() < 1e-9 && (s.p90 - 9.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn time_output_of_a_failed_child_is_read_from_its_last_line() {
+        let u = parse_time(
+            "Command exited with non-zero status 1\n0.10 0.05 41000\n",
+            Duration::ZERO,
+        )
+        .expect("parsed");
+        assert_eq!(u.rss_kib, 41000);
+        assert_eq!(u.cpu, Duration::from_millis(150));
+    }
+}
