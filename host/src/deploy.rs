@@ -352,6 +352,23 @@ impl Cluster for KubePorts<'_> {
                         cluster.context()
                     ))
                 })?;
+                // A container named in tagship.toml must exist: found here, at the first read,
+                // a typo stops the stage before the lock, the checks and the migrations.
+                if let Some(missing) = workload
+                    .containers
+                    .iter()
+                    .find(|c| !live.images.contains_key(*c))
+                {
+                    let has: Vec<&str> = live.images.keys().map(String::as_str).collect();
+                    return Err(PortError(format!(
+                        "deployment `{}` in namespace `{}` of cluster `{}` has no container `{missing}` (it has: {}); fix `containers` of the workload in {}",
+                        workload.deployment,
+                        stage.namespace,
+                        cluster.context(),
+                        has.join(", "),
+                        self.config.path.display()
+                    )));
+                }
                 let complete =
                     matches!(live.rollout_state(), crate::cluster::RolloutState::Complete);
                 let previous = live
