@@ -126,6 +126,9 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     Ok(outcome)
 }
 
+/// Renders one report file from the run's record.
+type Render = fn(&RunReport<'_>) -> String;
+
 /// Writes the reports the flags ask for. A report that cannot be written is said loudly but
 /// does not change the deploy's outcome (the cluster is what it is).
 fn write_reports(args: &DeployArgs, plan: &Plan, finished: &Finished, ending: &Ending) {
@@ -134,18 +137,16 @@ fn write_reports(args: &DeployArgs, plan: &Plan, finished: &Finished, ending: &E
         finished,
         ending,
     };
-    let outputs = [
-        (&args.json_report, "JSON report"),
-        (&args.markdown_report, "Markdown summary"),
-        (&args.dotenv, "dotenv file"),
+    let outputs: [(&Option<PathBuf>, &str, Render); 3] = [
+        (&args.json_report, "JSON report", |r| {
+            serde_json::to_string_pretty(&r.json()).unwrap_or_default()
+        }),
+        (&args.markdown_report, "Markdown summary", |r| r.markdown()),
+        (&args.dotenv, "dotenv file", |r| r.dotenv()),
     ];
-    for (path, what) in outputs {
+    for (path, what, render) in outputs {
         let Some(path) = path else { continue };
-        let text = match what {
-            "JSON report" => serde_json::to_string_pretty(&report.json()).unwrap_or_default(),
-            "Markdown summary" => report.markdown(),
-            _ => report.dotenv(),
-        };
+        let text = render(&report);
         match write_atomically(path, &text) {
             Ok(()) => report::stderr_line(&format!("wrote the {what} to {}", path.display())),
             Err(e) => report::stderr_line(&format!(
