@@ -191,10 +191,7 @@ impl<'a> KubePorts<'a> {
             })
             .await
             .map_err(port)?;
-        Ok(KubeCluster::from_client(
-            cluster.client().clone(),
-            cluster.context().to_owned(),
-        ))
+        Ok(cluster.clone())
     }
 
     /// Every cluster of a stage (its contexts; none configured means the current context).
@@ -262,38 +259,38 @@ impl<'a> KubePorts<'a> {
         ]);
         annotations.retain(|_, v| !v.is_empty());
         let clusters = self.clusters(stage).await?;
-        let mut applies = Vec::new();
-        for cluster in &clusters {
-            for workload in &stage.workloads {
-                let (image, annotations) = (&image, &annotations);
-                applies.push(async move {
-                    // Only "all containers" needs the live object to name them.
-                    let containers = if workload.containers.is_empty() {
-                        match cluster
-                            .deployment(&stage.namespace, &workload.deployment)
-                            .await
-                            .map_err(port)?
-                        {
-                            Some(live) => containers_of(workload, &live),
-                            None => Vec::new(),
-                        }
-                    } else {
-                        workload.containers.clone()
-                    };
-                    let images = containers.into_iter().map(|c| (c, image.clone())).collect();
+        let names = stage.deployment_names();
+        let applies = clusters.iter().map(|cluster| {
+            let (names, image, annotations) = (&names, &image, &annotations);
+            async move {
+                // Only "all containers" needs the live objects to name them.
+                let all_containers = stage.workloads.iter().any(|w| w.containers.is_empty());
+                let live = if all_containers {
                     cluster
-                        .apply_images(
-                            &stage.namespace,
-                            &workload.deployment,
-                            &images,
-                            annotations,
-                            dry_run,
-                        )
+                        .deployments(&stage.namespace, names)
                         .await
-                        .map_err(port)
-                });
+                        .map_err(port)?
+                } else {
+                    BTreeMap::new()
+                };
+                let each: Vec<(&str, BTreeMap<String, String>)> = stage
+                    .workloads
+                    .iter()
+                    .map(|workload| {
+                        let containers = match live.get(&workload.deployment) {
+                            Some(live) => containers_of(workload, live),
+                            None => workload.containers.clone(),
+                        };
+                        let images = containers.into_iter().map(|c| (c, image.clone())).collect();
+                        (workload.deployment.as_str(), images)
+                    })
+                    .collect();
+                cluster
+                    .apply_images_each(&stage.namespace, &each, annotations, dry_run)
+                    .await
+                    .map_err(port)
             }
-        }
+        });
         for result in join_all(applies).await {
             result?;
         }
@@ -341,10 +338,16 @@ fn containers_of(
 impl Cluster for KubePorts<'_> {
     async fn live(&self, plan: &StagePlan) -> Result<StageLive, PortError> {
         let stage = self.stage(&plan.name)?;
+        let clusters = self.clusters(stage).await?;
+        let names = stage.deployment_names();
+        let reads = clusters
+            .iter()
+            .map(|cluster| cluster.deployments(&stage.namespace, &names));
         let mut workloads = Vec::new();
-        for cluster in self.clusters(stage).await? {
+        for (cluster, read) in clusters.iter().zip(join_all(reads).await) {
+            let found = read.map_err(port)?;
             for workload in &stage.workloads {
-                let live = cluster.deployment(&stage.namespace, &workload.deployment).await.map_err(port)?.ok_or_else(|| {
+                let live = found.get(&workload.deployment).ok_or_else(|| {
                     PortError(format!(
                         "deployment `{}` in namespace `{}` of cluster `{}` does not exist; create it (e.g. with Helm) before deploying",
                         workload.deployment,
@@ -375,7 +378,7 @@ impl Cluster for KubePorts<'_> {
                     .annotations
                     .get(ANNOTATION_PREVIOUS)
                     .and_then(|v| v.parse().ok());
-                for container in containers_of(workload, &live) {
+                for container in containers_of(workload, live) {
                     let image = live.images.get(&container).cloned().unwrap_or_default();
                     workloads.push(WorkloadLive {
                         cluster: cluster.context().to_owned(),
@@ -491,57 +494,63 @@ impl Cluster for KubePorts<'_> {
     async fn wait_rollout(&self, plan: &StagePlan) -> Result<Completion, PortError> {
         let stage = self.stage(&plan.name)?;
         let clusters = self.clusters(stage).await?;
-        let mut waits = Vec::new();
-        for cluster in &clusters {
-            for workload in &stage.workloads {
-                waits.push(async move {
-                    let context = cluster.context().to_owned();
-                    let reporter = self.reporter;
-                    let mut said = String::new();
-                    // kubectl's words, once per change, and only for a status the controller
-                    // wrote for the current generation (an older one says nothing true).
-                    let mut progress = |live: &crate::cluster::LiveDeployment| {
-                        let crate::cluster::RolloutState::Progressing { message } =
-                            live.rollout_state()
-                        else {
-                            return;
-                        };
-                        if live.observed_generation < live.generation || message == said {
-                            return;
-                        }
-                        reporter.step(
-                            Some(&plan.name),
-                            &format!("rollout of `{}` in `{context}`: {message}", live.name),
-                        );
-                        said = message;
+        let names = stage.deployment_names();
+        let waits = clusters.iter().map(|cluster| {
+            let names = &names;
+            async move {
+                let context = cluster.context().to_owned();
+                let reporter = self.reporter;
+                let mut said: BTreeMap<String, String> = BTreeMap::new();
+                // kubectl's words, once per change of each Deployment, and only for a status the
+                // controller wrote for the current generation (an older one says nothing true).
+                let mut progress = |live: &crate::cluster::LiveDeployment| {
+                    let crate::cluster::RolloutState::Progressing { message } =
+                        live.rollout_state()
+                    else {
+                        return;
                     };
-                    let outcome = cluster
-                        .wait_rollout(
-                            &stage.namespace,
-                            &workload.deployment,
-                            stage.rollout_timeout,
-                            &mut progress,
-                        )
-                        .await
-                        .map_err(port)?;
-                    let name = format!(
-                        "deployment `{}` in cluster `{}`",
-                        workload.deployment,
-                        cluster.context()
+                    if live.observed_generation < live.generation
+                        || said.get(&live.name) == Some(&message)
+                    {
+                        return;
+                    }
+                    reporter.step(
+                        Some(&plan.name),
+                        &format!("rollout of `{}` in `{context}`: {message}", live.name),
                     );
-                    Ok::<_, PortError>(match outcome {
-                        RolloutOutcome::Complete => None,
-                        RolloutOutcome::Failed { reason, message } => {
-                            Some(format!("{name}: {reason}: {message}"))
+                    said.insert(live.name.clone(), message);
+                };
+                let outcomes = cluster
+                    .wait_rollouts(
+                        &stage.namespace,
+                        names,
+                        stage.rollout_timeout,
+                        &mut progress,
+                    )
+                    .await
+                    .map_err(port)?;
+                let failures: Vec<String> = names
+                    .iter()
+                    .filter_map(|deployment| {
+                        let name = format!(
+                            "deployment `{deployment}` in cluster `{}`",
+                            cluster.context()
+                        );
+                        match outcomes.get(*deployment)? {
+                            RolloutOutcome::Complete => None,
+                            RolloutOutcome::Failed { reason, message } => {
+                                Some(format!("{name}: {reason}: {message}"))
+                            }
+                            RolloutOutcome::TimedOut => Some(format!(
+                                "{name}: not rolled out within {}s",
+                                stage.rollout_timeout.as_secs()
+                            )),
                         }
-                        RolloutOutcome::TimedOut => Some(format!(
-                            "{name}: not rolled out within {}s",
-                            stage.rollout_timeout.as_secs()
-                        )),
                     })
-                });
+                    .collect();
+                Ok::<_, PortError>(failures)
             }
-        }
+        });
         let failures: Vec<String> = join_all(waits)
             .await
             .into_iter()

@@ -8,16 +8,27 @@
 //! their live values, the container images and annotations it applied earlier but is not asked
 //! to change now (read from the object's `managedFields`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use futures::StreamExt as _;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::retry;
-use super::watch::watch_until;
+use super::watch::watch_each;
 use super::{ClusterError, FIELD_MANAGER, KubeCluster, Object};
+
+/// Applies [`KubeCluster::apply_images_each`] keeps in flight at once (each is one connection
+/// of the HTTP/1.1 client).
+pub const APPLIES_IN_FLIGHT: usize = 8;
 
 /// Reason the deployment controller gives when a rollout missed `progressDeadlineSeconds`.
 pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
@@ -107,11 +118,14 @@ pub enum ApplyOutcome {
 impl LiveDeployment {
     /// Extracts the fields tagship uses from a Deployment as the server returned it.
     pub fn from_deployment(deployment: &Deployment) -> Self {
+        Self::from_view(&DeploymentView::from(deployment))
+    }
+
+    fn from_view(deployment: &DeploymentView) -> Self {
         let meta = &deployment.metadata;
         let status = deployment.status.as_ref();
-        let images = deployment
-            .spec
-            .as_ref()
+        let spec = deployment.spec.as_ref();
+        let images = spec
             .and_then(|spec| spec.template.spec.as_ref())
             .map(|pod| {
                 pod.containers
@@ -133,11 +147,7 @@ impl LiveDeployment {
             namespace: meta.namespace.clone().unwrap_or_default(),
             generation: meta.generation.unwrap_or(0),
             observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
-            replicas: deployment
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .unwrap_or(1),
+            replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
             updated: status.and_then(|s| s.updated_replicas).unwrap_or(0),
             ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
             available: status.and_then(|s| s.available_replicas).unwrap_or(0),
@@ -213,6 +223,56 @@ impl KubeCluster {
             .map_err(|err| Object::new("deployment", ns, name).api_error("read", err))
     }
 
+    /// Those of the Deployments `names` in `ns` that exist, by name: one GET for one name, one
+    /// LIST of the namespace for more, so the number of requests does not grow with theirs.
+    pub async fn deployments(
+        &self,
+        ns: &str,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, LiveDeployment>, ClusterError> {
+        Ok(self
+            .read_each::<DeploymentView>(ns, names)
+            .await?
+            .iter()
+            .map(|(name, d)| (name.clone(), LiveDeployment::from_view(d)))
+            .collect())
+    }
+
+    /// Those of the Deployments `names` in `ns` that exist, decoded as `K` (the whole object,
+    /// or the [`DeploymentView`] where `managedFields` are not needed).
+    async fn read_each<K>(
+        &self,
+        ns: &str,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, K>, ClusterError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        if let [name] = names {
+            let found = retry::retry(|| api.get_opt(name))
+                .await
+                .map_err(|err| Object::new("deployment", ns, name).api_error("read", err))?;
+            return Ok(found.map(|d| ((*name).to_owned(), d)).into_iter().collect());
+        }
+        let listed = names.join("`, `");
+        let params = ListParams::default();
+        let list = retry::retry(|| api.list(&params))
+            .await
+            .map_err(|err| Object::new("deployment", ns, &listed).api_error("read", err))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|d| {
+                let name = d.meta().name.clone()?;
+                names.contains(&name.as_str()).then_some((name, d))
+            })
+            .collect())
+    }
+
     /// Server-side apply, field manager [`FIELD_MANAGER`], of only the images of the named
     /// containers (`container name → image`) and the given annotations on the Deployment.
     ///
@@ -243,32 +303,66 @@ impl KubeCluster {
         annotations: &BTreeMap<String, String>,
         dry_run: bool,
     ) -> Result<ApplyOutcome, ClusterError> {
-        let object = Object::new("deployment", ns, name);
-        let live = self
-            .raw_deployment(ns, name)
-            .await?
-            .ok_or_else(|| object.not_found())?;
-        let Some(body) = apply_body(&live, images, annotations)? else {
-            return Ok(ApplyOutcome::Unchanged);
-        };
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-        let mut params = PatchParams::apply(FIELD_MANAGER).force();
-        params.dry_run = dry_run;
-        let patch = Patch::Apply(&body);
-        let applied = retry::retry(|| api.patch(name, &params, &patch))
-            .await
-            .map_err(|err| object.api_error("apply images to", err))?;
-        if dry_run {
-            return Ok(ApplyOutcome::WouldChange);
-        }
-        let after = LiveDeployment::from_deployment(&applied);
-        if after.resource_version == live.metadata.resource_version.clone().unwrap_or_default() {
-            return Ok(ApplyOutcome::Unchanged);
-        }
-        Ok(ApplyOutcome::Changed {
-            generation: after.generation,
-            resource_version: after.resource_version,
-        })
+        let outcomes = self
+            .apply_images_each(ns, &[(name, images.clone())], annotations, dry_run)
+            .await?;
+        outcomes
+            .into_iter()
+            .next()
+            .ok_or_else(|| Object::new("deployment", ns, name).not_found())
+    }
+
+    /// [`Self::apply_images`] on several Deployments of `ns` (each with its own
+    /// `container → image` map): one read for them all, then at most [`APPLIES_IN_FLIGHT`]
+    /// applies at once. Every apply is tried; the outcomes are in the order of `each`, and the
+    /// first failure is the error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::apply_images`], for the first Deployment that failed.
+    pub async fn apply_images_each(
+        &self,
+        ns: &str,
+        each: &[(&str, BTreeMap<String, String>)],
+        annotations: &BTreeMap<String, String>,
+        dry_run: bool,
+    ) -> Result<Vec<ApplyOutcome>, ClusterError> {
+        let names: Vec<&str> = each.iter().map(|(name, _)| *name).collect();
+        let live = self.read_each::<Deployment>(ns, &names).await?;
+        // The answer to an apply is decoded as the view: only its version and generation count.
+        let api: Api<DeploymentView> = Api::namespaced(self.client.clone(), ns);
+        let applies = each.iter().map(|(name, images)| {
+            let (api, live) = (&api, live.get(*name));
+            async move {
+                let object = Object::new("deployment", ns, name);
+                let live = live.ok_or_else(|| object.not_found())?;
+                let Some(body) = apply_body(live, images, annotations)? else {
+                    return Ok(ApplyOutcome::Unchanged);
+                };
+                let mut params = PatchParams::apply(FIELD_MANAGER).force();
+                params.dry_run = dry_run;
+                let patch = Patch::Apply(&body);
+                let applied = retry::retry(|| api.patch(name, &params, &patch))
+                    .await
+                    .map_err(|err| object.api_error("apply images to", err))?;
+                if dry_run {
+                    return Ok(ApplyOutcome::WouldChange);
+                }
+                let after = LiveDeployment::from_view(&applied);
+                if Some(&after.resource_version) == live.metadata.resource_version.as_ref() {
+                    return Ok(ApplyOutcome::Unchanged);
+                }
+                Ok(ApplyOutcome::Changed {
+                    generation: after.generation,
+                    resource_version: after.resource_version,
+                })
+            }
+        });
+        let outcomes: Vec<Result<ApplyOutcome, ClusterError>> = futures::stream::iter(applies)
+            .buffered(APPLIES_IN_FLIGHT)
+            .collect()
+            .await;
+        outcomes.into_iter().collect()
     }
 
     /// Watches the Deployment until its rollout is complete by `kubectl rollout status`'s rule,
@@ -284,12 +378,29 @@ impl KubeCluster {
         timeout: Duration,
         progress: &mut (dyn FnMut(&LiveDeployment) + Send),
     ) -> Result<RolloutOutcome, ClusterError> {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-        let object = Object::new("deployment", ns, name);
-        let mut last: Option<LiveDeployment> = None;
-        let watch = watch_until(&api, object, |deployment| {
-            let live = LiveDeployment::from_deployment(deployment);
-            if last.as_ref().is_none_or(|seen| !same_state(seen, &live)) {
+        let mut outcomes = self.wait_rollouts(ns, &[name], timeout, progress).await?;
+        Ok(outcomes.remove(name).unwrap_or(RolloutOutcome::TimedOut))
+    }
+
+    /// [`Self::wait_rollout`] for several Deployments of `ns` at once, with one watch (see
+    /// [`watch_each`]): each one's outcome by name; those still rolling out when `timeout`
+    /// passes are [`RolloutOutcome::TimedOut`]. `progress` is called per Deployment.
+    pub async fn wait_rollouts(
+        &self,
+        ns: &str,
+        names: &[&str],
+        timeout: Duration,
+        progress: &mut (dyn FnMut(&LiveDeployment) + Send),
+    ) -> Result<BTreeMap<String, RolloutOutcome>, ClusterError> {
+        let api: Api<DeploymentView> = Api::namespaced(self.watcher.clone(), ns);
+        let mut last: BTreeMap<String, LiveDeployment> = BTreeMap::new();
+        let mut outcomes: BTreeMap<String, RolloutOutcome> = BTreeMap::new();
+        let watch = watch_each(&api, "deployment", ns, names, |deployment| {
+            let live = LiveDeployment::from_view(deployment);
+            if last
+                .get(&live.name)
+                .is_none_or(|seen| !same_state(seen, &live))
+            {
                 progress(&live);
             }
             let outcome = match live.rollout_state() {
@@ -299,27 +410,151 @@ impl KubeCluster {
                 }
                 RolloutState::Progressing { .. } => None,
             };
-            last = Some(live);
-            outcome
+            let name = live.name.clone();
+            last.insert(name.clone(), live);
+            match outcome {
+                Some(outcome) => {
+                    outcomes.insert(name, outcome);
+                    true
+                }
+                None => false,
+            }
         });
-        tokio::time::timeout(timeout, watch)
-            .await
-            .unwrap_or(Ok(RolloutOutcome::TimedOut))
+        if let Ok(watched) = tokio::time::timeout(timeout, watch).await {
+            watched?;
+        }
+        for name in names {
+            outcomes
+                .entry((*name).to_owned())
+                .or_insert(RolloutOutcome::TimedOut);
+        }
+        Ok(outcomes)
     }
 }
 
 /// Equal but for the resourceVersion (which changes on every write, e.g. of managedFields).
 fn same_state(a: &LiveDeployment, b: &LiveDeployment) -> bool {
-    LiveDeployment {
-        resource_version: String::new(),
-        ..a.clone()
-    } == LiveDeployment {
-        resource_version: String::new(),
-        ..b.clone()
+    (&a.name, &a.namespace, a.generation, a.observed_generation)
+        == (&b.name, &b.namespace, b.generation, b.observed_generation)
+        && (a.replicas, a.updated, a.ready, a.available, a.total)
+            == (b.replicas, b.updated, b.ready, b.available, b.total)
+        && (&a.images, &a.annotations, &a.progress_deadline_exceeded)
+            == (&b.images, &b.annotations, &b.progress_deadline_exceeded)
+}
+
+/// The parts of a Deployment tagship reads to follow a rollout, decoded without the rest: the
+/// rollout watch decodes every change of every watched Deployment, and the whole object (its
+/// `managedFields` above all) costs several times more to decode than these fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct DeploymentView {
+    #[serde(deserialize_with = "view_meta")]
+    metadata: ObjectMeta,
+    spec: Option<ViewSpec>,
+    status: Option<DeploymentStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ViewSpec {
+    replicas: Option<i32>,
+    #[serde(default)]
+    template: ViewTemplate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ViewTemplate {
+    spec: Option<ViewPod>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ViewPod {
+    #[serde(default)]
+    containers: Vec<ViewContainer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ViewContainer {
+    name: String,
+    image: Option<String>,
+}
+
+/// `metadata`, with only the fields [`LiveDeployment`] and the watch use.
+fn view_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+        generation: Option<i64>,
+        resource_version: Option<String>,
+        annotations: Option<BTreeMap<String, String>>,
+    }
+    let m = Meta::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        generation: m.generation,
+        resource_version: m.resource_version,
+        annotations: m.annotations,
+        ..ObjectMeta::default()
+    })
+}
+
+impl From<&Deployment> for DeploymentView {
+    fn from(d: &Deployment) -> Self {
+        let spec = d.spec.as_ref().map(|spec| ViewSpec {
+            replicas: spec.replicas,
+            template: ViewTemplate {
+                spec: spec.template.spec.as_ref().map(|pod| ViewPod {
+                    containers: pod
+                        .containers
+                        .iter()
+                        .map(|c| ViewContainer {
+                            name: c.name.clone(),
+                            image: c.image.clone(),
+                        })
+                        .collect(),
+                }),
+            },
+        });
+        Self {
+            metadata: ObjectMeta {
+                name: d.metadata.name.clone(),
+                namespace: d.metadata.namespace.clone(),
+                generation: d.metadata.generation,
+                resource_version: d.metadata.resource_version.clone(),
+                annotations: d.metadata.annotations.clone(),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: d.status.clone(),
+        }
     }
 }
 
-/// The apply configuration to send, or `None` when the live object already matches.
+impl Resource for DeploymentView {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind((): &()) -> Cow<'_, str> {
+        Deployment::kind(&())
+    }
+    fn group((): &()) -> Cow<'_, str> {
+        Deployment::group(&())
+    }
+    fn version((): &()) -> Cow<'_, str> {
+        Deployment::version(&())
+    }
+    fn plural((): &()) -> Cow<'_, str> {
+        Deployment::plural(&())
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 fn apply_body(
     live: &Deployment,
     images: &BTreeMap<String, String>,
@@ -506,6 +741,37 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn the_watch_s_slim_view_reads_what_the_whole_deployment_does() {
+        // A Deployment as the server sends it, with the fields the view skips (labels,
+        // managedFields, the selector, the rest of the pod template) and a failed condition.
+        let text = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "registry", "namespace": "gitlab", "generation": 5,
+                "resourceVersion": "91", "labels": { "app": "registry" },
+                "annotations": { "tagship.io/version": "v1.2.0" },
+                "managedFields": [{ "manager": "tagship", "operation": "Apply",
+                    "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                    "fieldsV1": { "f:spec": { "f:template": {} } } }] },
+            "spec": { "replicas": 2, "selector": { "matchLabels": { "app": "registry" } },
+                "template": { "metadata": { "labels": { "app": "registry" } }, "spec": {
+                    "containers": [{ "name": "registry", "image": "r:v1.2.0",
+                        "env": [{ "name": "A", "value": "b" }] }] } } },
+            "status": { "observedGeneration": 5, "replicas": 3, "updatedReplicas": 1,
+                "readyReplicas": 2, "availableReplicas": 2, "conditions": [{
+                    "type": "Progressing", "status": "False",
+                    "reason": "ProgressDeadlineExceeded", "message": "too slow" }] },
+        })
+        .to_string();
+        let whole: Deployment = serde_json::from_str(&text).expect("a Deployment");
+        let view: DeploymentView = serde_json::from_str(&text).expect("its view");
+        let live = LiveDeployment::from_view(&view);
+        assert_eq!(live, LiveDeployment::from_deployment(&whole));
+        assert_eq!(live.progress_deadline_exceeded.as_deref(), Some("too slow"));
+        assert_eq!(live.images["registry"], "r:v1.2.0");
+        assert_eq!(view.meta().resource_version.as_deref(), Some("91"));
     }
 
     #[test]

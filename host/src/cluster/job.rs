@@ -149,7 +149,8 @@ impl KubeCluster {
             Some((_, None)) => tracing::info!(%object, "job already running; waiting for it"),
             None => self.create_job(&api, object, ns, spec).await?,
         }
-        watch_until(&api, object, job_outcome).await
+        let watched: Api<Job> = Api::namespaced(self.watcher.clone(), ns);
+        watch_until(&watched, object, job_outcome).await
     }
 
     async fn create_job(

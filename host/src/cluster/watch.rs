@@ -1,17 +1,18 @@
-//! Watches one object by name until a decision function says the wait is over.
+//! Watches objects by name until a decision function says the wait is over for each.
 //!
 //! A raw watch (not polling) that resumes from the last `resourceVersion` seen when the server
 //! closes the stream, re-reads the object when that version is too old (410 Gone), and gives up
 //! after a bounded number and time of consecutive failures. It has no timeout of its own: callers wrap it
 //! in [`tokio::time::timeout`].
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use futures::StreamExt;
-use kube::api::{Api, WatchEvent, WatchParams};
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -54,9 +55,7 @@ impl Failures {
 ///
 /// # Errors
 ///
-/// [`ClusterError::NotFound`] when the object does not exist or is deleted while watched;
-/// [`ClusterError::Api`] after at least [`ATTEMPTS`] consecutive failed watch requests spanning
-/// [`PATIENCE`], or at once for a failure that is not transient.
+/// As [`watch_each`].
 pub(super) async fn watch_until<K, T>(
     api: &Api<K>,
     object: Object<'_>,
@@ -65,27 +64,65 @@ pub(super) async fn watch_until<K, T>(
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let mut version = match read(api, object, &mut decide).await? {
-        Ok(done) => return Ok(done),
-        Err(version) => version,
-    };
-    let params = WatchParams::default()
-        .fields(&format!("metadata.name={}", object.name))
-        .timeout(WATCH_SECONDS);
+    let mut outcome = None;
+    watch_each(api, object.kind, object.namespace, &[object.name], |obj| {
+        outcome = decide(obj);
+        outcome.is_some()
+    })
+    .await?;
+    // `watch_each` returns only once `decide` said `Some` for the one name.
+    outcome.ok_or_else(|| object.not_found())
+}
+
+/// Reads the objects `names` (of kind `kind`, in `api`'s namespace `ns`), then watches them,
+/// calling `done` on each one's first state and on every change until it returns `true` for
+/// that object; returns when it has for all of them.
+///
+/// One name is read with a GET and watched with a field selector on it; several are read with
+/// one LIST and watched with one watch of the namespace, so the cost in requests and connections
+/// does not grow with their number. Objects not named are skipped, as are named objects after
+/// `done` said `true` for them.
+///
+/// # Errors
+///
+/// [`ClusterError::NotFound`] when a named object does not exist, or is deleted before `done`
+/// said `true` for it; [`ClusterError::Api`] after at least [`ATTEMPTS`] consecutive failed
+/// watch requests spanning [`PATIENCE`], or at once for a failure that is not transient.
+pub(super) async fn watch_each<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    ns: &str,
+    names: &[&str],
+    mut done: impl FnMut(&K) -> bool,
+) -> Result<(), ClusterError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut pending: BTreeSet<&str> = names.iter().copied().collect();
+    let listed = names.join("`, `");
+    let all = Object::new(kind, ns, &listed);
+    let mut version = read(api, kind, ns, &mut pending, &mut done).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut params = WatchParams::default().timeout(WATCH_SECONDS);
+    if let [name] = names {
+        params = params.fields(&format!("metadata.name={name}"));
+    }
     let mut failures = Failures::default();
     loop {
         let stream = match api.watch(&params, &version).await {
             Ok(stream) => stream,
             Err(kube::Error::Api(status)) if status.code == 410 => {
-                version = match read(api, object, &mut decide).await? {
-                    Ok(done) => return Ok(done),
-                    Err(version) => version,
-                };
+                version = read(api, kind, ns, &mut pending, &mut done).await?;
+                if pending.is_empty() {
+                    return Ok(());
+                }
                 continue;
             }
             Err(err) => {
                 if failures.fail() || !retry::is_transient(&err) {
-                    return Err(object.api_error("watch", err));
+                    return Err(all.api_error("watch", err));
                 }
                 tokio::time::sleep(failures.backoff().unwrap_or_default()).await;
                 continue;
@@ -99,33 +136,42 @@ where
                     if let Some(seen) = obj.resource_version() {
                         version = seen;
                     }
-                    if let Some(done) = decide(&obj) {
-                        return Ok(done);
+                    let name = obj.meta().name.as_deref().unwrap_or_default();
+                    if pending.contains(name) && done(&obj) {
+                        pending.remove(name);
+                        if pending.is_empty() {
+                            return Ok(());
+                        }
                     }
                 }
-                Ok(WatchEvent::Deleted(_)) => return Err(object.not_found()),
+                Ok(WatchEvent::Deleted(obj)) => {
+                    let name = obj.meta().name.as_deref().unwrap_or_default();
+                    if pending.contains(name) {
+                        return Err(Object::new(kind, ns, name).not_found());
+                    }
+                }
                 Ok(WatchEvent::Bookmark(bookmark)) => {
                     version = bookmark.metadata.resource_version;
                 }
                 Ok(WatchEvent::Error(status)) if status.code == 410 => {
                     // Our version fell out of the server's window: start again from a fresh read.
-                    version = match read(api, object, &mut decide).await? {
-                        Ok(done) => return Ok(done),
-                        Err(version) => version,
-                    };
+                    version = read(api, kind, ns, &mut pending, &mut done).await?;
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
                     break;
                 }
                 Ok(WatchEvent::Error(status)) => {
-                    tracing::debug!(%object, ?status, "watch error event");
+                    tracing::debug!(object = %all, ?status, "watch error event");
                     if failures.fail() {
-                        return Err(object.api_error("watch", kube::Error::Api(status)));
+                        return Err(all.api_error("watch", kube::Error::Api(status)));
                     }
                     break;
                 }
                 Err(err) => {
-                    tracing::debug!(%object, error = %err, "watch stream failed; resuming");
+                    tracing::debug!(object = %all, error = %err, "watch stream failed; resuming");
                     if failures.fail() {
-                        return Err(object.api_error("watch", err));
+                        return Err(all.api_error("watch", err));
                     }
                     break;
                 }
@@ -137,23 +183,45 @@ where
     }
 }
 
-/// Reads the object: `Ok(done)` when `decide` is satisfied, else `Err(resource version)`.
-async fn read<K, T>(
+/// Reads the pending objects (one GET for one, else one LIST), calls `done` on each and drops
+/// those it is satisfied with from `pending`; the resource version to watch from.
+async fn read<K>(
     api: &Api<K>,
-    object: Object<'_>,
-    decide: &mut impl FnMut(&K) -> Option<T>,
-) -> Result<Result<T, String>, ClusterError>
+    kind: &'static str,
+    ns: &str,
+    pending: &mut BTreeSet<&str>,
+    done: &mut impl FnMut(&K) -> bool,
+) -> Result<String, ClusterError>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    let obj = retry::retry(|| api.get_opt(object.name))
-        .await
-        .map_err(|err| object.api_error("read", err))?
-        .ok_or_else(|| object.not_found())?;
-    if let Some(done) = decide(&obj) {
-        return Ok(Ok(done));
+    if let [name] = pending.iter().copied().collect::<Vec<_>>().as_slice() {
+        let object = Object::new(kind, ns, name);
+        let obj = retry::retry(|| api.get_opt(name))
+            .await
+            .map_err(|err| object.api_error("read", err))?
+            .ok_or_else(|| object.not_found())?;
+        if done(&obj) {
+            pending.remove(name);
+        }
+        return Ok(obj.resource_version().unwrap_or_default());
     }
-    Ok(Err(obj.resource_version().unwrap_or_default()))
+    let listed = pending.iter().copied().collect::<Vec<_>>().join("`, `");
+    let params = ListParams::default();
+    let list = retry::retry(|| api.list(&params))
+        .await
+        .map_err(|err| Object::new(kind, ns, &listed).api_error("list", err))?;
+    let mut unseen = pending.clone();
+    for obj in &list.items {
+        let name = obj.meta().name.as_deref().unwrap_or_default();
+        if unseen.remove(name) && done(obj) {
+            pending.remove(name);
+        }
+    }
+    if let Some(missing) = unseen.first() {
+        return Err(Object::new(kind, ns, missing).not_found());
+    }
+    Ok(list.metadata.resource_version.unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -204,6 +204,16 @@ pub struct Workload {
     pub containers: Vec<String>,
 }
 
+impl Stage {
+    /// The names of the stage's Deployments, in the order of `workloads`.
+    pub fn deployment_names(&self) -> Vec<&str> {
+        self.workloads
+            .iter()
+            .map(|w| w.deployment.as_str())
+            .collect()
+    }
+}
+
 /// Whether a stage starts on its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Gate {
