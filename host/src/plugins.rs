@@ -22,7 +22,7 @@ mod sandbox;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
@@ -149,10 +149,17 @@ pub struct Inspection {
     pub sha256: String,
 }
 
-/// Loads plugins; owns the engine, the linker and the compiled-component caches.
-pub struct PluginHost {
+/// The engine and the linker plugins are instantiated with.
+struct Runtime {
     engine: Engine,
     linker: Arc<Linker<State>>,
+}
+
+/// Loads plugins; owns the engine, the linker and the compiled-component caches.
+pub struct PluginHost {
+    /// The engine and linker, made on first use: a run that loads no plugin never starts the
+    /// engine (nor its epoch ticker thread).
+    runtime: OnceLock<Result<Runtime, String>>,
     disk: Option<engine::ArtifactCache>,
     /// Components already compiled in this process, by sha256.
     compiled: Mutex<HashMap<String, Component>>,
@@ -172,50 +179,60 @@ impl PluginHost {
         Self::with_cache_dir(engine::ArtifactCache::default_dir())
     }
 
-    /// A host caching compiled components in `dir` (`None`: memory only).
+    /// A host caching compiled components in `dir` (`None`: memory only). Nothing is started
+    /// until the first plugin is inspected or loaded.
     pub fn with_cache_dir(dir: Option<PathBuf>) -> Result<Self, PluginError> {
-        let engine = engine::shared_engine()
-            .map_err(|reason| PluginError::Instantiate {
-                plugin: "*".into(),
-                reason,
-            })?
-            .clone();
-        let mut linker = Linker::<State>::new(&engine);
-        let link = |r: wasmtime::Result<()>| {
-            r.map_err(|e| PluginError::Instantiate {
-                plugin: "*".into(),
-                reason: format!("linking the sandbox: {e}"),
-            })
-        };
-        link(wasmtime_wasi::p2::add_to_linker_async(&mut linker))?;
-        link(bindings::imports::GuestImports::add_to_linker::<
-            State,
-            HasSelf<State>,
-        >(&mut linker, |s| s))?;
         Ok(PluginHost {
-            engine,
-            linker: Arc::new(linker),
+            runtime: OnceLock::new(),
             disk: dir.and_then(engine::ArtifactCache::open),
             compiled: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The shared engine and this host's linker (every WASI p2 function and tagship's
+    /// imports), made on the first call.
+    fn runtime(&self) -> Result<&Runtime, PluginError> {
+        self.runtime
+            .get_or_init(|| {
+                let engine = engine::shared_engine()?.clone();
+                let mut linker = Linker::<State>::new(&engine);
+                wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                    .and_then(|()| {
+                        bindings::imports::GuestImports::add_to_linker::<State, HasSelf<State>>(
+                            &mut linker,
+                            |s| s,
+                        )
+                    })
+                    .map_err(|e| format!("linking the sandbox: {e}"))?;
+                Ok(Runtime {
+                    engine,
+                    linker: Arc::new(linker),
+                })
+            })
+            .as_ref()
+            .map_err(|reason| PluginError::Instantiate {
+                plugin: "*".into(),
+                reason: reason.clone(),
+            })
     }
 
     /// Reads a plugin's kind, API version, imports, size and hash without running it.
     pub fn inspect(&self, source: &Source) -> Result<Inspection, PluginError> {
         let (wasm, sha256) = read_source(source)?;
         let component = self.compile(source, &wasm, &sha256)?;
-        let (kind, api_version) = identify(&self.engine, &component, source)?;
+        let engine = &self.runtime()?.engine;
+        let (kind, api_version) = identify(engine, &component, source)?;
         let ty = component.component_type();
         Ok(Inspection {
             source: source.to_string(),
             kind,
             api_version,
             imports: ty
-                .imports(&self.engine)
+                .imports(engine)
                 .map(|(name, _)| name.to_owned())
                 .collect(),
             exports: ty
-                .exports(&self.engine)
+                .exports(engine)
                 .map(|(name, _)| name.to_owned())
                 .collect(),
             size: wasm.len(),
@@ -228,12 +245,13 @@ impl PluginHost {
     pub fn load(&self, spec: PluginSpec) -> Result<Plugin, PluginError> {
         let (wasm, sha256) = read_source(&spec.source)?;
         let component = self.compile(&spec.source, &wasm, &sha256)?;
-        let (kind, _) = identify(&self.engine, &component, &spec.source)?;
+        let runtime = self.runtime()?;
+        let (kind, _) = identify(&runtime.engine, &component, &spec.source)?;
         let link_error = |e: wasmtime::Error| PluginError::Link {
             plugin: spec.source.to_string(),
             reason: format!("{e:#}"),
         };
-        let pre = self
+        let pre = runtime
             .linker
             .instantiate_pre(&component)
             .map_err(link_error)?;
@@ -276,7 +294,7 @@ impl PluginHost {
                 http,
             }),
             kind,
-            engine: self.engine.clone(),
+            engine: runtime.engine.clone(),
             pre,
         })
     }
@@ -303,8 +321,8 @@ impl PluginHost {
             return Ok(component.clone());
         }
         let result = match &self.disk {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm, sha256),
-            None => Component::new(&self.engine, wasm),
+            Some(cache) => cache.load_or_compile(&self.runtime()?.engine, wasm, sha256),
+            None => Component::new(&self.runtime()?.engine, wasm),
         };
         let component = result.map_err(|e| PluginError::Compile {
             plugin,
