@@ -4,15 +4,19 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use tagship_tests::deploy_bench::{Bench, Settings};
+use tagship_tests::deploy_bench::{Bench, PARTS, Settings};
 
-const USAGE: &str = "usage: deploy-bench [--quick] [--pairs N] [--tagship PATH]
+const USAGE: &str = "usage: deploy-bench [--quick] [--pairs N] [--only PART,...] [--tagship PATH]
 
-Against the local environment (tests/cluster/up, its env file exported): kubectl against
-`tagship deploy` in interleaved pairs, detection latency, one stage with 1/10/50 Deployments,
-and start-up. The tagship binary defaults to $CARGO_TARGET_DIR/release/tagship, else
+Against the local environment (tests/cluster/up, its env file exported; start it with
+TAGSHIP_READY_AFTER_MS=0 so pods are Ready at once): kubectl against `tagship deploy` in
+interleaved pairs, detection latency, one stage with 1/10/50 Deployments, one stage over 1
+and 4 clusters, runs of 1 and 10 stages, a deploy with six plugins, an idle re-run, and
+start-up. The tagship binary defaults to $CARGO_TARGET_DIR/release/tagship, else
 target/release/tagship (build it with `cargo build --release -p tagship`).
---quick: 3 pairs, 1 run per scale step, 5 start-ups.";
+--quick: 3 pairs, 1 run per scale step, 5 start-ups.
+--only: run only these parts (default all, in this order): pairs, scale, clusters (needs
+        tests/cluster/up --clusters 4), stages, plugins, idle, startup.";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         scale_runs: 3,
         scale_sizes: vec![1, 10, 50],
         startup_runs: 20,
+        parts: PARTS.iter().map(ToString::to_string).collect(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -32,6 +37,16 @@ async fn main() -> anyhow::Result<()> {
                 settings.startup_runs = 5;
             }
             "--pairs" => settings.pairs = args.next().unwrap_or_default().parse()?,
+            "--only" => {
+                let wanted = args.next().unwrap_or_default();
+                settings.parts = wanted.split(',').map(str::to_owned).collect();
+                if let Some(bad) = settings.parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+                    bail!(
+                        "--only: unknown part `{bad}` (the parts: {})\n\n{USAGE}",
+                        PARTS.join(", ")
+                    );
+                }
+            }
             "--tagship" => settings.tagship = args.next().unwrap_or_default().into(),
             "--help" | "-h" => {
                 eprintln!("{USAGE}");
