@@ -7,7 +7,10 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = tagship::cli::Cli::parse();
     tagship::cli::init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: tagship's work is one task, so worker threads only moved kube's and hyper's
+    // connection tasks away from it, and every response then crossed threads (a futex wake and
+    // a context switch per event of a rollout watch, per plugin HTTP call).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -107,7 +107,7 @@ impl Finished {
 /// Runs `program ARGS` to its end under `/usr/bin/time -f %M`, timestamping its output lines.
 ///
 /// CPU is what `wait4` reports for `/usr/bin/time` and its reaped child, to the microsecond
-/// (`time` itself adds ~0.5 ms; see the `/bin/true` row of the start-up table). Peak RSS is
+/// (`time` itself adds a little: the `/bin/true` row of the start-up table is both). Peak RSS is
 /// `time`'s `%M`: `wait4`'s `ru_maxrss` of a child spawned straight from here would include the
 /// RSS of this process at the fork (the kernel keeps the pre-exec high-water mark), ~15 MB.
 ///
@@ -960,9 +960,9 @@ impl Bench {
             "\ntagship: `{}` (`cargo build --release -p tagship`); kubectl: `{}`. Cluster: the \
              local environment of `tests/cluster/up` (`{}`, {} cluster(s)); its kubelet stand-in makes a \
              pod Ready {}. Every child runs under `/usr/bin/time -f %M` (its peak RSS) and is reaped \
-             with `wait4`: CPU = user + system of the child and `time`, to the microsecond \
-             (`time` adds ~0.5 ms: the `/bin/true` row); wall time is taken by the benchmark \
-             around the child (spawn to reap, including `time`'s exec).\n",
+             with `wait4`: CPU = user + system of the child and `time`, to the microsecond (the \
+             `/bin/true` row is what `time` and a trivial child cost); wall time is taken by the \
+             benchmark around the child (spawn to reap, including `time`'s exec).\n",
             self.settings.tagship.display(),
             self.kubectl.display(),
             self.env.dir.display(),
