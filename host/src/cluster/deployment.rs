@@ -205,22 +205,7 @@ impl KubeCluster {
         ns: &str,
         name: &str,
     ) -> Result<Option<LiveDeployment>, ClusterError> {
-        Ok(self
-            .raw_deployment(ns, name)
-            .await?
-            .as_ref()
-            .map(LiveDeployment::from_deployment))
-    }
-
-    async fn raw_deployment(
-        &self,
-        ns: &str,
-        name: &str,
-    ) -> Result<Option<Deployment>, ClusterError> {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-        retry::retry(|| api.get_opt(name))
-            .await
-            .map_err(|err| Object::new("deployment", ns, name).api_error("read", err))
+        Ok(self.deployments(ns, &[name]).await?.remove(name))
     }
 
     /// Those of the Deployments `names` in `ns` that exist, by name: one GET for one name, one
