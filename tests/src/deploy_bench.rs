@@ -216,10 +216,6 @@ fn reap(child: &std::process::Child) -> anyhow::Result<(i32, Duration, u64)> {
             return Err(err).context("wait4 on a benchmark child");
         }
     }
-    let time = |t: libc::timeval| {
-        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or_default())
-            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or_default())
-    };
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
@@ -227,9 +223,147 @@ fn reap(child: &std::process::Child) -> anyhow::Result<(i32, Duration, u64)> {
     };
     Ok((
         code,
-        time(usage.ru_utime) + time(usage.ru_stime),
+        timeval(usage.ru_utime) + timeval(usage.ru_stime),
         u64::try_from(usage.ru_maxrss).unwrap_or_default(),
     ))
+}
+
+/// What a bare watch of a namespace used while a deploy ran there: the cost of receiving the
+/// rollout's watch stream with the client stack tagship uses (kube-rs, rustls, HTTP/1.1, a
+/// current-thread runtime), counting lines and decoding nothing.
+#[derive(Debug, Clone, Copy, Default)]
+struct StreamFloor {
+    /// CPU time of the watching process from its watch being open to its end.
+    cpu: Duration,
+    /// Watch events (lines) received.
+    events: u64,
+    /// Bytes of the stream (after TLS and HTTP chunking).
+    bytes: u64,
+}
+
+/// The user + system CPU time of this process so far.
+#[allow(unsafe_code, reason = "getrusage is the call that reports it")]
+fn own_cpu() -> Duration {
+    // SAFETY: `rusage` is plain old data; all-zero is a valid value for it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid for writes.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) };
+    timeval(usage.ru_utime) + timeval(usage.ru_stime)
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or_default())
+        + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or_default())
+}
+
+/// The child side of [`StreamFloor`] (`deploy-bench --stream-floor CONTEXT NAMESPACE`): opens a
+/// watch of the namespace's Deployments from now, prints `ready`, counts what arrives until its
+/// stdin closes, then prints `CPU_MICROS EVENTS BYTES` (CPU from `ready` on).
+///
+/// # Errors
+///
+/// When the environment, the cluster or the watch fails.
+pub fn stream_floor(context: &str, namespace: &str) -> anyhow::Result<()> {
+    use futures::AsyncBufReadExt as _;
+    use std::io::Write as _;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let kubeconfig = PathBuf::from(
+            std::env::var_os("TAGSHIP_KUBECONFIG").context("TAGSHIP_KUBECONFIG is not set")?,
+        );
+        let client = crate::client_from_kubeconfig(&kubeconfig, Some(context)).await?;
+        let path = format!("/apis/apps/v1/namespaces/{namespace}/deployments");
+        let list: Value = client
+            .request(hyper::Request::get(format!("{path}?limit=1")).body(Vec::new())?)
+            .await?;
+        let version = list["metadata"]["resourceVersion"]
+            .as_str()
+            .context("a list without a resourceVersion")?
+            .to_owned();
+        let watch = hyper::Request::get(format!(
+            "{path}?watch=1&resourceVersion={version}&timeoutSeconds=600"
+        ))
+        .body(Vec::new())?;
+        let mut stream = std::pin::pin!(client.request_stream(watch).await?);
+        let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            let _ = stop_tx.send(());
+        });
+        let mut out = std::io::stdout();
+        writeln!(out, "ready")?;
+        out.flush()?;
+        let start = own_cpu();
+        let (mut events, mut bytes) = (0_u64, 0_u64);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            tokio::select! {
+                read = stream.read_until(b'\n', &mut line) => {
+                    let read = read?;
+                    if read == 0 {
+                        bail!("the server closed the watch");
+                    }
+                    events += 1;
+                    bytes += read as u64;
+                }
+                _ = &mut stop => break,
+            }
+        }
+        let cpu = own_cpu().saturating_sub(start);
+        writeln!(out, "{} {events} {bytes}", cpu.as_micros())?;
+        Ok(())
+    })
+}
+
+/// A running `deploy-bench --stream-floor` child.
+struct FloorChild {
+    child: std::process::Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl FloorChild {
+    /// Starts it and waits for its watch to be open.
+    fn start(context: &str, namespace: &str) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--stream-floor", context, namespace])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the bare-watch child")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("its stdout")?);
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            bail!("the bare-watch child did not start its watch (said {line:?})");
+        }
+        Ok(Self { child, stdout })
+    }
+
+    /// Stops it; what it used.
+    fn finish(mut self) -> anyhow::Result<StreamFloor> {
+        drop(self.child.stdin.take());
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        let status = self.child.wait()?;
+        let parts: Vec<u64> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("the bare-watch child said {line:?} ({status})"))?;
+        let [cpu, events, bytes] = parts[..] else {
+            bail!("the bare-watch child said {line:?} ({status})");
+        };
+        Ok(StreamFloor {
+            cpu: Duration::from_micros(cpu),
+            events,
+            bytes,
+        })
+    }
 }
 
 /// Median, minimum and maximum, and the 10th/90th percentiles (nearest rank).
@@ -836,6 +970,8 @@ struct ScaleRun {
     /// Sum over the Deployments (and clusters) of the cluster's own rollout time, from the first
     /// sight of the new image to its complete rollout, ms.
     rollout_sum_ms: f64,
+    /// What bare watches of the namespace (one per cluster) used over the same deploy.
+    floor: Option<StreamFloor>,
 }
 
 impl Bench {
@@ -1062,7 +1198,8 @@ impl Bench {
     }
 
     /// Deploys `config` of `place` `runs` times after a warm-up (versions v1.0.1, v1.0.2, ...),
-    /// each timed against the benchmark's own watch in every cluster of the place.
+    /// each timed against the benchmark's own watch in every cluster of the place; with
+    /// `floor`, a [`StreamFloor`] child per cluster watches each deploy too.
     async fn deploys(
         &self,
         place: &Place,
@@ -1070,6 +1207,7 @@ impl Bench {
         runs: usize,
         label: &str,
         envs: &[(&str, &str)],
+        floor: bool,
     ) -> anyhow::Result<Vec<ScaleRun>> {
         let mut clients = Vec::new();
         for context in &place.contexts {
@@ -1089,6 +1227,15 @@ impl Bench {
                     CompletionWatch::start(client.clone(), &place.ns.name, image.clone()).await?,
                 );
             }
+            let floors = if floor {
+                place
+                    .contexts
+                    .iter()
+                    .map(|c| FloorChild::start(c, &place.ns.name))
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            } else {
+                Vec::new()
+            };
             let started = Instant::now();
             let deploy = self.tagship_with(
                 &[
@@ -1109,6 +1256,14 @@ impl Bench {
                 done = done.max(watch.finished(&place.names).await?);
                 rollouts.extend(watch.rollout_ms(&place.names));
             }
+            let mut seen = None;
+            for child in floors {
+                let one = child.finish()?;
+                let sum = seen.get_or_insert_with(StreamFloor::default);
+                sum.cpu += one.cpu;
+                sum.events += one.events;
+                sum.bytes += one.bytes;
+            }
             if i > 0 {
                 out.push(ScaleRun {
                     usage: deploy.usage,
@@ -1119,6 +1274,7 @@ impl Bench {
                     after_ms: signed_ms(deploy.ended, done),
                     cluster_ms: signed_ms(done, started),
                     rollout_sum_ms: rollouts.iter().sum(),
+                    floor: seen,
                 });
             }
         }
@@ -1146,8 +1302,17 @@ impl Bench {
             .await?;
             let config = place.write_config_as(&self.env, layout, None)?;
             let label = format!("{part} {count}");
+            // The scale part also measures what receiving its watch streams costs by itself.
+            let floor = part == "scale";
             let runs = self
-                .deploys(&place, &config, self.settings.scale_runs, &label, &[])
+                .deploys(
+                    &place,
+                    &config,
+                    self.settings.scale_runs,
+                    &label,
+                    &[],
+                    floor,
+                )
                 .await?;
             steps.push((count, runs));
         }
@@ -1192,6 +1357,7 @@ impl Bench {
                     ("SLACK_WEBHOOK_URL", &slack),
                     ("GITLAB_TOKEN", "bench-token"),
                 ],
+                false,
             )
             .await?;
         Ok((runs, sink.requests()))
@@ -1201,7 +1367,7 @@ impl Bench {
     async fn idle(&self) -> anyhow::Result<Vec<Usage>> {
         let place = Place::create(&self.env, "idle", 1, false, 1).await?;
         let config = place.write_config(&self.env)?;
-        self.deploys(&place, &config, 0, "idle re-run: first deploy", &[])
+        self.deploys(&place, &config, 0, "idle re-run: first deploy", &[], false)
             .await?;
         let mut usages = Vec::new();
         for i in 0..=self.settings.scale_runs {
@@ -1373,12 +1539,58 @@ fn write_scale(out: &mut String, steps: &[(usize, Vec<ScaleRun>)]) {
     if let (Some(one), Some(fifty)) = (cpu_of(steps, 1), cpu_of(steps, 50)) {
         let _ = writeln!(
             out,
-            "\nGoal: 50 Deployments cost tagship <= 2x one (CPU, medians): {:.2}x, {}.\n",
+            "\nGoal: 50 Deployments cost tagship <= 2x one (CPU, medians): {:.2}x, {}.",
             fifty / one,
             met(fifty / one <= 2.0)
         );
-    } else {
-        out.push('\n');
+    }
+    write_floor(out, steps);
+    out.push('\n');
+}
+
+/// The [`StreamFloor`] of each step beside tagship's CPU.
+fn write_floor(out: &mut String, steps: &[(usize, Vec<ScaleRun>)]) {
+    let floors: Vec<(usize, Vec<(f64, StreamFloor)>)> = steps
+        .iter()
+        .map(|(n, runs)| {
+            let f = runs
+                .iter()
+                .filter_map(|r| Some((millis(r.usage.cpu), r.floor?)))
+                .collect();
+            (*n, f)
+        })
+        .filter(|(_, f): &(usize, Vec<_>)| !f.is_empty())
+        .collect();
+    if floors.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nThe watch stream alone: a second process (`deploy-bench --stream-floor`) opened a \
+         watch of the same namespace's Deployments before each deploy and counted what arrived \
+         until the deploy was over, decoding nothing, with tagship's client stack (kube-rs, \
+         rustls, HTTP/1.1, a current-thread runtime). Its CPU is from its watch being open to its \
+         end; tagship's own watch opens after its applies, so it receives a little less.\n\n\
+         | N | tagship CPU | bare watch CPU | events | stream | tagship CPU minus the bare watch |\n\
+         |---|---|---|---|---|---|"
+    );
+    for (n, runs) in &floors {
+        let tagship: Vec<f64> = runs.iter().map(|(t, _)| *t).collect();
+        let cpu: Vec<f64> = runs.iter().map(|(_, f)| millis(f.cpu)).collect();
+        #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+        let events: Vec<f64> = runs.iter().map(|(_, f)| f.events as f64).collect();
+        #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+        let bytes: Vec<f64> = runs.iter().map(|(_, f)| f.bytes as f64 / 1e6).collect();
+        let rest: Vec<f64> = runs.iter().map(|(t, f)| t - millis(f.cpu)).collect();
+        let _ = writeln!(
+            out,
+            "| {n} | {} | {} | {} | {} | {} |",
+            show(&tagship, ms1),
+            show(&cpu, ms1),
+            show(&events, |x| format!("{x:.0}")),
+            show(&bytes, |x| format!("{x:.2} MB")),
+            show(&rest, ms1),
+        );
     }
 }
 

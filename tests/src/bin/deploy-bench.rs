@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use tagship_tests::deploy_bench::{Bench, PARTS, Settings};
+use tagship_tests::deploy_bench::{self, Bench, PARTS, Settings};
 
 const USAGE: &str = "usage: deploy-bench [--quick] [--pairs N] [--only PART,...] [--tagship PATH]
 
@@ -18,8 +18,18 @@ target/release/tagship (build it with `cargo build --release -p tagship`).
 --only: run only these parts (default all, in this order): pairs, scale, clusters (needs
         tests/cluster/up --clusters 4), stages, plugins, idle, startup.";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Internal: the bare watch the scale part runs beside each deploy (see `stream_floor`).
+    if let [flag, context, namespace] = args.as_slice()
+        && flag == "--stream-floor"
+    {
+        return deploy_bench::stream_floor(context, namespace);
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench(args))
+}
+
+async fn bench(args: Vec<String>) -> anyhow::Result<()> {
     let mut settings = Settings {
         tagship: default_tagship(),
         pairs: 10,
@@ -28,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         startup_runs: 20,
         parts: PARTS.iter().map(ToString::to_string).collect(),
     };
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => {
