@@ -22,8 +22,11 @@ pub fn stdout_line(text: &str) {
     let _ = writeln!(out, "{text}");
 }
 
-/// Prints one line (or block) of non-data text on stderr.
+/// Prints one line (or block) of non-data text on stderr, in one write: stderr is unbuffered,
+/// and `writeln!` would make the text and its newline two system calls.
 pub fn stderr_line(text: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{text}");
+    let mut line = String::with_capacity(text.len() + 1);
+    line.push_str(text);
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 
 use super::retry;
@@ -118,11 +118,11 @@ pub enum ApplyOutcome {
 impl LiveDeployment {
     /// Extracts the fields tagship uses from a Deployment as the server returned it.
     pub fn from_deployment(deployment: &Deployment) -> Self {
-        Self::from_view(&DeploymentView::from(deployment))
+        Self::from_view(&ApplyView::from(deployment))
     }
 
-    fn from_view(deployment: &DeploymentView) -> Self {
-        let meta = &deployment.metadata;
+    fn from_view<const OWNED: bool>(deployment: &DeploymentView<OWNED>) -> Self {
+        let meta = &deployment.metadata.meta;
         let status = deployment.status.as_ref();
         let spec = deployment.spec.as_ref();
         let images = spec
@@ -135,9 +135,8 @@ impl LiveDeployment {
             })
             .unwrap_or_default();
         let progress_deadline_exceeded = status
-            .and_then(|s| s.conditions.as_ref())
             .into_iter()
-            .flatten()
+            .flat_map(|s| &s.conditions)
             .find(|c| {
                 c.type_ == "Progressing" && c.reason.as_deref() == Some(PROGRESS_DEADLINE_EXCEEDED)
             })
@@ -224,7 +223,7 @@ impl KubeCluster {
     }
 
     /// Those of the Deployments `names` in `ns` that exist, decoded as `K` (the whole object,
-    /// or the [`DeploymentView`] where `managedFields` are not needed).
+    /// or a [`DeploymentView`]).
     async fn read_each<K>(
         &self,
         ns: &str,
@@ -313,7 +312,7 @@ impl KubeCluster {
         dry_run: bool,
     ) -> Result<Vec<ApplyOutcome>, ClusterError> {
         let names: Vec<&str> = each.iter().map(|(name, _)| *name).collect();
-        let live = self.read_each::<Deployment>(ns, &names).await?;
+        let live = self.read_each::<ApplyView>(ns, &names).await?;
         // The answer to an apply is decoded as the view: only its version and generation count.
         let api: Api<DeploymentView> = Api::namespaced(self.client.clone(), ns);
         let applies = each.iter().map(|(name, images)| {
@@ -334,7 +333,7 @@ impl KubeCluster {
                     return Ok(ApplyOutcome::WouldChange);
                 }
                 let after = LiveDeployment::from_view(&applied);
-                if Some(&after.resource_version) == live.metadata.resource_version.as_ref() {
+                if Some(&after.resource_version) == live.meta().resource_version.as_ref() {
                     return Ok(ApplyOutcome::Unchanged);
                 }
                 Ok(ApplyOutcome::Changed {
@@ -427,15 +426,48 @@ fn same_state(a: &LiveDeployment, b: &LiveDeployment) -> bool {
             == (&b.images, &b.annotations, &b.progress_deadline_exceeded)
 }
 
-/// The parts of a Deployment tagship reads to follow a rollout, decoded without the rest: the
-/// rollout watch decodes every change of every watched Deployment, and the whole object (its
-/// `managedFields` above all) costs several times more to decode than these fields.
+/// The parts of a Deployment tagship reads, decoded without the rest: the rollout watch decodes
+/// every change of every watched Deployment, and the whole object (its `managedFields`, its
+/// conditions' timestamps) costs several times more to decode than these fields. With `OWNED`
+/// ([`ApplyView`]), also what tagship's field manager owns, from `managedFields`.
 #[derive(Debug, Clone, Default, Deserialize)]
-struct DeploymentView {
-    #[serde(deserialize_with = "view_meta")]
-    metadata: ObjectMeta,
+struct DeploymentView<const OWNED: bool = false> {
+    #[serde(deserialize_with = "view_meta::<OWNED, _>")]
+    metadata: ViewMeta,
     spec: Option<ViewSpec>,
-    status: Option<DeploymentStatus>,
+    status: Option<ViewStatus>,
+}
+
+/// A Deployment as the apply reads it: a [`DeploymentView`] with what [`FIELD_MANAGER`] owns.
+type ApplyView = DeploymentView<true>;
+
+/// `metadata` as [`view_meta`] reads it.
+#[derive(Debug, Clone, Default)]
+struct ViewMeta {
+    /// Its `name`, `namespace`, `generation`, `resourceVersion` and `annotations`.
+    meta: ObjectMeta,
+    /// What [`FIELD_MANAGER`] applied, from `managedFields` (read only with `OWNED`).
+    owned: Owned,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ViewStatus {
+    observed_generation: Option<i64>,
+    replicas: Option<i32>,
+    updated_replicas: Option<i32>,
+    ready_replicas: Option<i32>,
+    available_replicas: Option<i32>,
+    #[serde(default)]
+    conditions: Vec<ViewCondition>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ViewCondition {
+    #[serde(rename = "type")]
+    type_: String,
+    reason: Option<String>,
+    message: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -462,29 +494,101 @@ struct ViewContainer {
     image: Option<String>,
 }
 
-/// `metadata`, with only the fields [`LiveDeployment`] and the watch use.
-fn view_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+/// `metadata`, with only the fields [`LiveDeployment`] and the watch use, and with `OWNED`
+/// what the apply uses of `managedFields` (skipped otherwise).
+fn view_meta<'de, const OWNED: bool, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<ViewMeta, D::Error> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Meta {
+    struct Meta<M> {
         name: Option<String>,
         namespace: Option<String>,
         generation: Option<i64>,
         resource_version: Option<String>,
         annotations: Option<BTreeMap<String, String>>,
+        managed_fields: Option<M>,
     }
-    let m = Meta::deserialize(d)?;
-    Ok(ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        generation: m.generation,
-        resource_version: m.resource_version,
-        annotations: m.annotations,
-        ..ObjectMeta::default()
+    let m = if OWNED {
+        Meta::<Vec<ManagedEntry>>::deserialize(d)?
+    } else {
+        let m = Meta::<IgnoredAny>::deserialize(d)?;
+        Meta {
+            name: m.name,
+            namespace: m.namespace,
+            generation: m.generation,
+            resource_version: m.resource_version,
+            annotations: m.annotations,
+            managed_fields: None,
+        }
+    };
+    Ok(ViewMeta {
+        meta: ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            generation: m.generation,
+            resource_version: m.resource_version,
+            annotations: m.annotations,
+            ..ObjectMeta::default()
+        },
+        owned: owned_by(m.managed_fields.unwrap_or_default(), FIELD_MANAGER),
     })
 }
 
-impl From<&Deployment> for DeploymentView {
+/// One `managedFields` entry: who, how, and of its `fieldsV1` only what [`Owned`] needs.
+#[derive(Debug, Deserialize)]
+struct ManagedEntry {
+    manager: Option<String>,
+    operation: Option<String>,
+    #[serde(rename = "fieldsV1")]
+    fields: Option<ManagedFields>,
+}
+
+/// `fieldsV1`: `f:metadata.f:annotations` and `f:spec.f:template.f:spec.f:containers`.
+#[derive(Debug, Default, Deserialize)]
+struct ManagedFields {
+    #[serde(rename = "f:metadata", default)]
+    metadata: ManagedMeta,
+    #[serde(rename = "f:spec", default)]
+    spec: ManagedSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ManagedMeta {
+    #[serde(rename = "f:annotations", default)]
+    #[allow(
+        clippy::zero_sized_map_values,
+        reason = "the keys of a JSON object whose values are not read"
+    )]
+    annotations: BTreeMap<String, IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ManagedSpec {
+    #[serde(rename = "f:template", default)]
+    template: ManagedTemplate,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ManagedTemplate {
+    #[serde(rename = "f:spec", default)]
+    spec: ManagedPod,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ManagedPod {
+    /// By key, e.g. `k:{"name":"registry"}`.
+    #[serde(rename = "f:containers", default)]
+    containers: BTreeMap<String, ManagedContainer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ManagedContainer {
+    #[serde(rename = "f:image")]
+    image: Option<IgnoredAny>,
+}
+
+impl From<&Deployment> for ApplyView {
     fn from(d: &Deployment) -> Self {
         let spec = d.spec.as_ref().map(|spec| ViewSpec {
             replicas: spec.replicas,
@@ -501,22 +605,57 @@ impl From<&Deployment> for DeploymentView {
                 }),
             },
         });
+        let status = d.status.as_ref().map(|s| ViewStatus {
+            observed_generation: s.observed_generation,
+            replicas: s.replicas,
+            updated_replicas: s.updated_replicas,
+            ready_replicas: s.ready_replicas,
+            available_replicas: s.available_replicas,
+            conditions: s
+                .conditions
+                .iter()
+                .flatten()
+                .map(|c| ViewCondition {
+                    type_: c.type_.clone(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                })
+                .collect(),
+        });
+        // The same reading of `fieldsV1` as the view's own decoding, from the decoded JSON.
+        let managed = d
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|e| ManagedEntry {
+                manager: e.manager.clone(),
+                operation: e.operation.clone(),
+                fields: e
+                    .fields_v1
+                    .as_ref()
+                    .and_then(|f| ManagedFields::deserialize(&f.0).ok()),
+            })
+            .collect();
         Self {
-            metadata: ObjectMeta {
-                name: d.metadata.name.clone(),
-                namespace: d.metadata.namespace.clone(),
-                generation: d.metadata.generation,
-                resource_version: d.metadata.resource_version.clone(),
-                annotations: d.metadata.annotations.clone(),
-                ..ObjectMeta::default()
+            metadata: ViewMeta {
+                meta: ObjectMeta {
+                    name: d.metadata.name.clone(),
+                    namespace: d.metadata.namespace.clone(),
+                    generation: d.metadata.generation,
+                    resource_version: d.metadata.resource_version.clone(),
+                    annotations: d.metadata.annotations.clone(),
+                    ..ObjectMeta::default()
+                },
+                owned: owned_by(managed, FIELD_MANAGER),
             },
             spec,
-            status: d.status.clone(),
+            status,
         }
     }
 }
 
-impl Resource for DeploymentView {
+impl<const OWNED: bool> Resource for DeploymentView<OWNED> {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
@@ -533,19 +672,19 @@ impl Resource for DeploymentView {
         Deployment::plural(&())
     }
     fn meta(&self) -> &ObjectMeta {
-        &self.metadata
+        &self.metadata.meta
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+        &mut self.metadata.meta
     }
 }
 
 fn apply_body(
-    live: &Deployment,
+    live: &ApplyView,
     images: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Option<Value>, ClusterError> {
-    let current = LiveDeployment::from_deployment(live);
+    let current = LiveDeployment::from_view(live);
     if let Some(container) = images.keys().find(|c| !current.images.contains_key(*c)) {
         return Err(ClusterError::UnknownContainer {
             deployment: current.name,
@@ -560,9 +699,9 @@ fn apply_body(
     if matches {
         return Ok(None);
     }
-    let owned = owned_by(live, FIELD_MANAGER);
+    let owned = &live.metadata.owned;
     let mut send_images = images.clone();
-    for container in owned.containers {
+    for container in owned.containers.iter().cloned() {
         if let Some(image) = current.images.get(&container) {
             send_images
                 .entry(container)
@@ -570,7 +709,7 @@ fn apply_body(
         }
     }
     let mut send_annotations = annotations.clone();
-    for key in owned.annotations {
+    for key in owned.annotations.iter().cloned() {
         if let Some(value) = current.annotations.get(&key) {
             send_annotations.entry(key).or_insert_with(|| value.clone());
         }
@@ -594,42 +733,35 @@ fn apply_body(
 }
 
 /// Container images and annotations a field manager owns through server-side apply.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Owned {
     containers: BTreeSet<String>,
     annotations: BTreeSet<String>,
 }
 
-/// Reads `managedFields` (`fieldsV1`) for what `manager` applied.
-fn owned_by(live: &Deployment, manager: &str) -> Owned {
+/// What `manager` applied (operation `Apply`), by `managedFields`.
+fn owned_by(entries: Vec<ManagedEntry>, manager: &str) -> Owned {
     let mut owned = Owned::default();
-    let entries = live.metadata.managed_fields.iter().flatten().filter(|e| {
+    let applied = entries.into_iter().filter(|e| {
         e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
     });
-    for entry in entries {
-        let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
-            continue;
-        };
-        if let Some(keys) = fields["f:metadata"]["f:annotations"].as_object() {
-            owned.annotations.extend(
-                keys.keys()
-                    .filter_map(|k| k.strip_prefix("f:"))
-                    .map(str::to_owned),
-            );
-        }
-        if let Some(containers) =
-            fields["f:spec"]["f:template"]["f:spec"]["f:containers"].as_object()
-        {
-            for (key, fields) in containers {
-                let name = key
-                    .strip_prefix("k:")
-                    .and_then(|k| serde_json::from_str::<Value>(k).ok())
-                    .and_then(|k| k["name"].as_str().map(str::to_owned));
-                if let Some(name) = name
-                    && fields.get("f:image").is_some()
-                {
-                    owned.containers.insert(name);
-                }
+    for fields in applied.filter_map(|e| e.fields) {
+        owned.annotations.extend(
+            fields
+                .metadata
+                .annotations
+                .into_keys()
+                .filter_map(|k| k.strip_prefix("f:").map(str::to_owned)),
+        );
+        for (key, container) in fields.spec.template.spec.containers {
+            let name = key
+                .strip_prefix("k:")
+                .and_then(|k| serde_json::from_str::<Value>(k).ok())
+                .and_then(|k| k["name"].as_str().map(str::to_owned));
+            if let Some(name) = name
+                && container.image.is_some()
+            {
+                owned.containers.insert(name);
             }
         }
     }
@@ -793,8 +925,12 @@ mod tests {
         );
     }
 
-    fn managed() -> Deployment {
-        deployment(json!({
+    fn managed() -> ApplyView {
+        serde_json::from_value(managed_json()).expect("a Deployment's view")
+    }
+
+    fn managed_json() -> Value {
+        json!({
             "metadata": { "name": "registry", "namespace": "gitlab",
                 "annotations": { "tagship.io/version": "v1", "tagship.io/old": "x", "team": "y" },
                 "managedFields": [
@@ -810,7 +946,7 @@ mod tests {
             "spec": { "replicas": 2, "selector": {}, "template": { "spec": { "containers": [
                 { "name": "registry", "image": "r:v1" }, { "name": "worker", "image": "w:v1" },
                 { "name": "sidecar", "image": "s:v9" } ] } } },
-        }))
+        })
     }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -822,7 +958,11 @@ mod tests {
 
     #[test]
     fn managed_fields_say_which_images_and_annotations_tagship_applied() {
-        let owned = owned_by(&managed(), FIELD_MANAGER);
+        let view = managed();
+        let owned = &view.metadata.owned;
+        // The view made from the whole object reads `fieldsV1` the same way.
+        let whole = ApplyView::from(&deployment(managed_json()));
+        assert_eq!(&whole.metadata.owned, owned);
         assert_eq!(
             owned.containers,
             ["registry", "worker"].map(str::to_owned).into()
