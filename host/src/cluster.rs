@@ -100,6 +100,13 @@ impl KubeCluster {
                     path: kubeconfig.map(Path::to_path_buf),
                 })?,
         };
+        if !file.contexts.iter().any(|c| c.name == context) {
+            return Err(ClusterError::UnknownContext {
+                path: kubeconfig.map(Path::to_path_buf),
+                context,
+                known: file.contexts.iter().map(|c| c.name.clone()).collect(),
+            });
+        }
         let options = KubeConfigOptions {
             context: Some(context.clone()),
             ..KubeConfigOptions::default()
@@ -115,9 +122,21 @@ impl KubeCluster {
         // kube-rs sets no read timeout: an API server that accepts a request and never answers
         // would hang the run (and its lock release) for as long as it stalls.
         config.read_timeout = Some(READ_TIMEOUT);
-        let connect_error = |source| ClusterError::Connect {
-            context: context.clone(),
-            source,
+        let server = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned();
+        let connect_error = |source: kube::Error| match &source {
+            kube::Error::Api(status) if status.code == 401 => ClusterError::Unauthorized {
+                context: context.clone(),
+                server: server.clone(),
+            },
+            _ => ClusterError::Connect {
+                context: context.clone(),
+                server: server.clone(),
+                source: KubeError(source),
+            },
         };
         let client = Client::try_from(config.clone()).map_err(connect_error)?;
         let watcher = Client::try_from(config).map_err(connect_error)?;
@@ -169,14 +188,42 @@ pub enum ClusterError {
         /// The file, `None` for the default locations.
         path: Option<PathBuf>,
     },
-    /// The API server of the context could not be reached or refused the credentials.
-    #[error("cannot reach the API server of context `{context}`")]
+    /// The kubeconfig has no context of the name asked for.
+    #[error(
+        "kubeconfig{} has no context `{context}` (it has {})",
+        path_suffix(path.as_deref()),
+        listed(known)
+    )]
+    UnknownContext {
+        /// The file, `None` for the default locations.
+        path: Option<PathBuf>,
+        /// The context asked for (a stage's `clusters`, or the file's current context).
+        context: String,
+        /// The contexts the file has.
+        known: Vec<String>,
+    },
+    /// The API server of the context could not be reached, or failed.
+    #[error("cannot reach the API server of context `{context}` at {server}")]
     Connect {
         /// The kubeconfig context.
         context: String,
+        /// The server's URL, from the kubeconfig.
+        server: String,
         /// What kube-rs reported.
         #[source]
-        source: kube::Error,
+        source: KubeError,
+    },
+    /// The API server refused the kubeconfig's credentials.
+    #[error(
+        "the API server of context `{context}` at {server} refused the kubeconfig's credentials \
+         (401 Unauthorized): its token or client certificate is wrong or has expired; refresh the \
+         kubeconfig (e.g. with your cloud's get-credentials command)"
+    )]
+    Unauthorized {
+        /// The kubeconfig context.
+        context: String,
+        /// The server's URL, from the kubeconfig.
+        server: String,
     },
     /// An object the operation needs does not exist.
     #[error("{kind} `{name}` in namespace `{namespace}` not found")]
@@ -205,7 +252,7 @@ pub enum ClusterError {
         what: String,
         /// What kube-rs reported.
         #[source]
-        source: kube::Error,
+        source: KubeError,
     },
     /// Optimistic concurrency kept failing: others wrote the object every time.
     #[error("gave up on {what} after {attempts} conflicting writes")]
@@ -244,6 +291,58 @@ fn path_suffix(path: Option<&Path>) -> String {
     path.map_or_else(String::new, |p| format!(" `{}`", p.display()))
 }
 
+/// `` `a`, `b` ``, or "none".
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A kube-rs error, told as a person reads it: an API server's answer as its code, reason and
+/// message (kube-rs's own text repeats the reason and appends the whole `Status` structure).
+#[derive(Debug)]
+pub struct KubeError(pub kube::Error);
+
+impl KubeError {
+    /// The kube-rs error.
+    pub fn inner(&self) -> &kube::Error {
+        &self.0
+    }
+}
+
+impl fmt::Display for KubeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            kube::Error::Api(status) => {
+                write!(f, "the API server answered {}", status.code)?;
+                if !status.reason.is_empty() {
+                    write!(f, " {}", status.reason)?;
+                }
+                if !status.message.is_empty() && status.message != status.reason {
+                    write!(f, ": {}", status.message)?;
+                }
+                Ok(())
+            }
+            other => other.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for KubeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            // Everything it has is in the text above.
+            kube::Error::Api(_) => None,
+            other => other.source(),
+        }
+    }
+}
+
 /// One object, for messages: ``deployment `registry` in namespace `gitlab-cny` ``.
 #[derive(Debug, Clone, Copy)]
 struct Object<'a> {
@@ -273,7 +372,7 @@ impl<'a> Object<'a> {
     fn api_error(self, verb: &str, source: kube::Error) -> ClusterError {
         ClusterError::Api {
             what: format!("{verb} {self}"),
-            source,
+            source: KubeError(source),
         }
     }
 
@@ -298,6 +397,29 @@ impl fmt::Display for Object<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_server_s_answer_is_told_by_code_reason_and_message_without_its_structure() {
+        use kube::core::Status;
+        let told = |status: Status| KubeError(kube::Error::Api(Box::new(status))).to_string();
+        assert_eq!(
+            told(Status::failure("Unauthorized", "Unauthorized").with_code(401)),
+            "the API server answered 401 Unauthorized"
+        );
+        assert_eq!(
+            told(
+                Status::failure(
+                    "deployments.apps \"registry\" is forbidden: User \"ci\" cannot patch",
+                    "Forbidden"
+                )
+                .with_code(403)
+            ),
+            "the API server answered 403 Forbidden: deployments.apps \"registry\" is forbidden: \
+             User \"ci\" cannot patch"
+        );
+        let err = KubeError(kube::Error::Api(Box::new(Status::failure("m", "r"))));
+        assert!(std::error::Error::source(&err).is_none());
+    }
 
     #[test]
     fn messages_name_the_object_in_backticks() {

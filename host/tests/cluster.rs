@@ -853,5 +853,64 @@ async fn connect_names_the_context_and_refuses_an_unknown_one() {
     let err = KubeCluster::connect(Some(&kubeconfig()), Some("no-such-context"))
         .await
         .expect_err("unknown context");
-    assert!(matches!(err, ClusterError::Kubeconfig { .. }), "{err}");
+    assert!(matches!(err, ClusterError::UnknownContext { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("has no context `no-such-context` (it has `local-1`"),
+        "{text}"
+    );
+}
+
+/// A copy of the environment's kubeconfig with `edit` applied to its text.
+fn edited_kubeconfig(edit: impl Fn(&str) -> String) -> tempfile::NamedTempFile {
+    let text = std::fs::read_to_string(kubeconfig()).expect("the kubeconfig");
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(file.path(), edit(&text)).expect("write the kubeconfig copy");
+    file
+}
+
+#[tokio::test]
+async fn a_refused_token_and_an_unreachable_server_are_told_apart_and_name_the_server() {
+    // A token the API server does not know: 401, told as such, not as "cannot reach".
+    let wrong_token = edited_kubeconfig(|text| {
+        text.lines()
+            .map(|l| {
+                if l.trim_start().starts_with("token:") {
+                    "    token: not-a-valid-token"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let err = KubeCluster::connect(Some(wrong_token.path()), Some("local-1"))
+        .await
+        .expect_err("a wrong token");
+    assert!(matches!(err, ClusterError::Unauthorized { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("context `local-1` at https://127.0.0.1:")
+            && text.contains("refused the kubeconfig's credentials (401 Unauthorized)"),
+        "{text}"
+    );
+
+    // Nothing listens on port 1: the message names the server it tried.
+    let nowhere = edited_kubeconfig(|text| {
+        text.lines()
+            .map(|l| match l.split_once("server: ") {
+                Some((indent, _)) => format!("{indent}server: https://127.0.0.1:1"),
+                None => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let err = KubeCluster::connect(Some(nowhere.path()), Some("local-1"))
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(err, ClusterError::Connect { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "cannot reach the API server of context `local-1` at https://127.0.0.1:1"
+    );
 }
