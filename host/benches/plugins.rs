@@ -401,7 +401,8 @@ impl Bake {
 /// out). The backend's threads run in this process and share its cores; the children of
 /// [`bake_process`] leave it to this process, so their CPU time is the checks' own.
 fn bake_benches(c: &mut Criterion, config: &Path, cache: &Path) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The runtime tagship's `main` runs everything on.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
@@ -465,7 +466,8 @@ fn bake_child(config: &Path, cache: &Path) {
     let start_rss = status_kib("VmRSS");
     let started = Instant::now();
     let (user0, sys0) = cpu_time();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The runtime tagship's `main` runs everything on.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
