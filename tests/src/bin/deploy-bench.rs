@@ -10,10 +10,12 @@ const USAGE: &str = "usage: deploy-bench [--quick] [--pairs N] [--only PART,...]
 
 Against the local environment (tests/cluster/up, its env file exported; start it with
 TAGSHIP_READY_AFTER_MS=0 so pods are Ready at once): kubectl against `tagship deploy` in
-interleaved pairs, detection latency, one stage with 1/10/50 Deployments, one stage over 1
-and 4 clusters, runs of 1 and 10 stages, a deploy with six plugins, an idle re-run, and
-start-up. The tagship binary defaults to $CARGO_TARGET_DIR/release/tagship, else
-target/release/tagship (build it with `cargo build --release -p tagship`).
+interleaved pairs, detection latency, one stage with 1/10/50 Deployments (each deploy beside
+a bare watch of its namespace, this binary's internal `--stream-floor` mode, for what
+receiving the watch stream costs by itself), one stage over 1 and 4 clusters, runs of 1 and
+10 stages, a deploy with six plugins, an idle re-run, and start-up. The tagship binary defaults
+to $CARGO_TARGET_DIR/release/tagship, else target/release/tagship (build it with
+`cargo build --release -p tagship`).
 --quick: 3 pairs, 1 run per scale step, 5 start-ups.
 --only: run only these parts (default all, in this order): pairs, scale, clusters (needs
         tests/cluster/up --clusters 4), stages, plugins, idle, startup.";
