@@ -296,11 +296,7 @@ fn listed(names: &[String]) -> String {
     if names.is_empty() {
         return "none".to_owned();
     }
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::config::quoted_list(names.iter().map(String::as_str))
 }
 
 /// A kube-rs error, told as a person reads it: an API server's answer as its code, reason and

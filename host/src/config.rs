@@ -38,6 +38,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
+pub(crate) use names::quoted_list;
+
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use schema::{

@@ -861,28 +861,24 @@ async fn connect_names_the_context_and_refuses_an_unknown_one() {
     );
 }
 
-/// A copy of the environment's kubeconfig with `edit` applied to its text.
+/// A copy of the environment's kubeconfig with `edit` applied to each line.
 fn edited_kubeconfig(edit: impl Fn(&str) -> String) -> tempfile::NamedTempFile {
     let text = std::fs::read_to_string(kubeconfig()).expect("the kubeconfig");
+    let edited: Vec<String> = text.lines().map(edit).collect();
     let file = tempfile::NamedTempFile::new().expect("a temporary file");
-    std::fs::write(file.path(), edit(&text)).expect("write the kubeconfig copy");
+    std::fs::write(file.path(), edited.join("\n")).expect("write the kubeconfig copy");
     file
 }
 
 #[tokio::test]
 async fn a_refused_token_and_an_unreachable_server_are_told_apart_and_name_the_server() {
     // A token the API server does not know: 401, told as such, not as "cannot reach".
-    let wrong_token = edited_kubeconfig(|text| {
-        text.lines()
-            .map(|l| {
-                if l.trim_start().starts_with("token:") {
-                    "    token: not-a-valid-token"
-                } else {
-                    l
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+    let wrong_token = edited_kubeconfig(|line| {
+        if line.trim_start().starts_with("token:") {
+            "    token: not-a-valid-token".to_owned()
+        } else {
+            line.to_owned()
+        }
     });
     let err = KubeCluster::connect(Some(wrong_token.path()), Some("local-1"))
         .await
@@ -896,14 +892,9 @@ async fn a_refused_token_and_an_unreachable_server_are_told_apart_and_name_the_s
     );
 
     // Nothing listens on port 1: the message names the server it tried.
-    let nowhere = edited_kubeconfig(|text| {
-        text.lines()
-            .map(|l| match l.split_once("server: ") {
-                Some((indent, _)) => format!("{indent}server: https://127.0.0.1:1"),
-                None => l.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+    let nowhere = edited_kubeconfig(|line| match line.split_once("server: ") {
+        Some((indent, _)) => format!("{indent}server: https://127.0.0.1:1"),
+        None => line.to_owned(),
     });
     let err = KubeCluster::connect(Some(nowhere.path()), Some("local-1"))
         .await
