@@ -302,14 +302,7 @@ fn listed(names: &[String]) -> String {
 /// A kube-rs error, told as a person reads it: an API server's answer as its code, reason and
 /// message (kube-rs's own text repeats the reason and appends the whole `Status` structure).
 #[derive(Debug)]
-pub struct KubeError(pub kube::Error);
-
-impl KubeError {
-    /// The kube-rs error.
-    pub fn inner(&self) -> &kube::Error {
-        &self.0
-    }
-}
+pub struct KubeError(kube::Error);
 
 impl fmt::Display for KubeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

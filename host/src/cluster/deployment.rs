@@ -17,13 +17,13 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 
 use super::retry;
-use super::watch::watch_each;
+use super::watch::{read_named, watch_each};
 use super::{ClusterError, FIELD_MANAGER, KubeCluster, Object};
 
 /// Applies [`KubeCluster::apply_images_each`] keeps in flight at once (each is one connection
@@ -222,8 +222,8 @@ impl KubeCluster {
             .collect())
     }
 
-    /// Those of the Deployments `names` in `ns` that exist, decoded as `K` (the whole object,
-    /// or a [`DeploymentView`]).
+    /// Those of the Deployments `names` in `ns` that exist, decoded as `K` (a
+    /// [`DeploymentView`]), by name (see [`read_named`]).
     async fn read_each<K>(
         &self,
         ns: &str,
@@ -236,25 +236,7 @@ impl KubeCluster {
             + std::fmt::Debug,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        if let [name] = names {
-            let found = retry::retry(|| api.get_opt(name))
-                .await
-                .map_err(|err| Object::new("deployment", ns, name).api_error("read", err))?;
-            return Ok(found.map(|d| ((*name).to_owned(), d)).into_iter().collect());
-        }
-        let listed = names.join("`, `");
-        let params = ListParams::default();
-        let list = retry::retry(|| api.list(&params))
-            .await
-            .map_err(|err| Object::new("deployment", ns, &listed).api_error("read", err))?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|d| {
-                let name = d.meta().name.clone()?;
-                names.contains(&name.as_str()).then_some((name, d))
-            })
-            .collect())
+        Ok(read_named(&api, "deployment", ns, names).await?.0)
     }
 
     /// Server-side apply, field manager [`FIELD_MANAGER`], of only the images of the named

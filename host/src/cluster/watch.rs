@@ -5,7 +5,7 @@
 //! after a bounded number and time of consecutive failures. It has no timeout of its own: callers wrap it
 //! in [`tokio::time::timeout`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -183,8 +183,8 @@ where
     }
 }
 
-/// Reads the pending objects (one GET for one, else one LIST), calls `done` on each and drops
-/// those it is satisfied with from `pending`; the resource version to watch from.
+/// Reads the pending objects (see [`read_named`]), calls `done` on each and drops those it is
+/// satisfied with from `pending`; the resource version to watch from.
 async fn read<K>(
     api: &Api<K>,
     kind: &'static str,
@@ -195,33 +195,61 @@ async fn read<K>(
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    if let [name] = pending.iter().copied().collect::<Vec<_>>().as_slice() {
-        let object = Object::new(kind, ns, name);
-        let obj = retry::retry(|| api.get_opt(name))
-            .await
-            .map_err(|err| object.api_error("read", err))?
-            .ok_or_else(|| object.not_found())?;
-        if done(&obj) {
+    let names: Vec<&str> = pending.iter().copied().collect();
+    let (found, version) = read_named(api, kind, ns, &names).await?;
+    for name in names {
+        let obj = found
+            .get(name)
+            .ok_or_else(|| Object::new(kind, ns, name).not_found())?;
+        if done(obj) {
             pending.remove(name);
         }
-        return Ok(obj.resource_version().unwrap_or_default());
     }
-    let listed = pending.iter().copied().collect::<Vec<_>>().join("`, `");
+    Ok(version)
+}
+
+/// Those of the objects `names` (of kind `kind`, in `api`'s namespace `ns`) that exist, by
+/// name, and the resource version to watch them from: one GET for one name, one LIST of the
+/// namespace for more, so the number of requests does not grow with theirs.
+///
+/// # Errors
+///
+/// [`ClusterError::Api`] when the read fails (after the retries for transient errors).
+pub(super) async fn read_named<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    ns: &str,
+    names: &[&str],
+) -> Result<(BTreeMap<String, K>, String), ClusterError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    if let [name] = names {
+        let found = retry::retry(|| api.get_opt(name))
+            .await
+            .map_err(|err| Object::new(kind, ns, name).api_error("read", err))?;
+        let version = found
+            .as_ref()
+            .and_then(ResourceExt::resource_version)
+            .unwrap_or_default();
+        let found = found.map(|obj| ((*name).to_owned(), obj)).into_iter();
+        return Ok((found.collect(), version));
+    }
+    let listed = names.join("`, `");
     let params = ListParams::default();
     let list = retry::retry(|| api.list(&params))
         .await
-        .map_err(|err| Object::new(kind, ns, &listed).api_error("list", err))?;
-    let mut unseen = pending.clone();
-    for obj in &list.items {
-        let name = obj.meta().name.as_deref().unwrap_or_default();
-        if unseen.remove(name) && done(obj) {
-            pending.remove(name);
-        }
-    }
-    if let Some(missing) = unseen.first() {
-        return Err(Object::new(kind, ns, missing).not_found());
-    }
-    Ok(list.metadata.resource_version.unwrap_or_default())
+        .map_err(|err| Object::new(kind, ns, &listed).api_error("read", err))?;
+    let version = list.metadata.resource_version.unwrap_or_default();
+    let found = list
+        .items
+        .into_iter()
+        .filter_map(|obj| {
+            let name = obj.meta().name.clone()?;
+            names.contains(&name.as_str()).then_some((name, obj))
+        })
+        .collect();
+    Ok((found, version))
 }
 
 #[cfg(test)]
