@@ -260,39 +260,23 @@ impl<'a> KubePorts<'a> {
         annotations.retain(|_, v| !v.is_empty());
         let clusters = self.clusters(stage).await?;
         let names = stage.deployment_names();
+        // A workload with no `containers` means all of them, named by the apply's own read.
+        let images_of = |live: &crate::cluster::LiveDeployment| {
+            stage
+                .workloads
+                .iter()
+                .find(|w| w.deployment == live.name)
+                .map(|workload| containers_of(workload, live))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|container| (container, image.clone()))
+                .collect()
+        };
         let applies = clusters.iter().map(|cluster| {
-            let (names, image, annotations) = (&names, &image, &annotations);
-            async move {
-                // Only "all containers" needs the live objects to name them.
-                let all_containers = stage.workloads.iter().any(|w| w.containers.is_empty());
-                let live = if all_containers {
-                    cluster
-                        .deployments(&stage.namespace, names)
-                        .await
-                        .map_err(port)?
-                } else {
-                    BTreeMap::new()
-                };
-                let each: Vec<(&str, BTreeMap<String, String>)> = stage
-                    .workloads
-                    .iter()
-                    .map(|workload| {
-                        let containers = match live.get(&workload.deployment) {
-                            Some(live) => containers_of(workload, live),
-                            None => workload.containers.clone(),
-                        };
-                        let images = containers.into_iter().map(|c| (c, image.clone())).collect();
-                        (workload.deployment.as_str(), images)
-                    })
-                    .collect();
-                cluster
-                    .apply_images_each(&stage.namespace, &each, annotations, dry_run)
-                    .await
-                    .map_err(port)
-            }
+            cluster.apply_images_each(&stage.namespace, &names, images_of, &annotations, dry_run)
         });
         for result in join_all(applies).await {
-            result?;
+            result.map_err(port)?;
         }
         Ok(())
     }

@@ -155,3 +155,35 @@ fn an_errors_release_fails_its_bake_on_the_real_health_rule_and_is_rolled_back()
         ran.said
     );
 }
+
+#[test]
+fn a_workload_that_names_no_container_gets_the_release_in_every_container() {
+    // Given stages whose workload names no container, which means all of them
+    let site = Site::new("allc");
+    let config = site.config().write();
+    let text = std::fs::read_to_string(&config).expect("read tagship.toml");
+    let all = text.replace(", containers = [\"registry\"]", "");
+    assert_ne!(all, text, "the workload named its container");
+    std::fs::write(&config, all).expect("write tagship.toml");
+
+    // When v2.0.0 is deployed (up to the manual gate of gprd)
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+
+    // Then both containers of the deployed stages run it, and gprd's still run what they did
+    let images = |stage: &str| {
+        site.get_in(
+            site.first_cluster(stage),
+            stage,
+            "jsonpath={.spec.template.spec.containers[*].image}",
+        )
+    };
+    let new = image_of("v2.0.0");
+    for stage in ["gstg-cny", "gstg"] {
+        assert_eq!(images(stage), format!("{new} {new}"), "{stage}");
+    }
+    assert_eq!(
+        images("gprd"),
+        format!("{} busybox:1.36", image_of("v1.0.0"))
+    );
+}

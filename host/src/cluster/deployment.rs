@@ -270,7 +270,7 @@ impl KubeCluster {
         dry_run: bool,
     ) -> Result<ApplyOutcome, ClusterError> {
         let outcomes = self
-            .apply_images_each(ns, &[(name, images.clone())], annotations, dry_run)
+            .apply_images_each(ns, &[name], |_| images.clone(), annotations, dry_run)
             .await?;
         outcomes
             .into_iter()
@@ -278,10 +278,11 @@ impl KubeCluster {
             .ok_or_else(|| Object::new("deployment", ns, name).not_found())
     }
 
-    /// [`Self::apply_images`] on several Deployments of `ns` (each with its own
-    /// `container → image` map): one read for them all, then at most [`APPLIES_IN_FLIGHT`]
-    /// applies at once. Every apply is tried; the outcomes are in the order of `each`, and the
-    /// first failure is the error.
+    /// [`Self::apply_images`] on the Deployments `names` of `ns`, each with the
+    /// `container → image` map `images_of` makes from its live state: one read for them all
+    /// (which is also what `images_of` sees), then at most [`APPLIES_IN_FLIGHT`] applies at once.
+    /// Every apply is tried; the outcomes are in the order of `names`, and the first failure is
+    /// the error.
     ///
     /// # Errors
     ///
@@ -289,20 +290,24 @@ impl KubeCluster {
     pub async fn apply_images_each(
         &self,
         ns: &str,
-        each: &[(&str, BTreeMap<String, String>)],
+        names: &[&str],
+        images_of: impl Fn(&LiveDeployment) -> BTreeMap<String, String> + Sync,
         annotations: &BTreeMap<String, String>,
         dry_run: bool,
     ) -> Result<Vec<ApplyOutcome>, ClusterError> {
-        let names: Vec<&str> = each.iter().map(|(name, _)| *name).collect();
-        let live = self.read_each::<ApplyView>(ns, &names).await?;
+        let live = self.read_each::<ApplyView>(ns, names).await?;
         // The answer to an apply is decoded as the view: only its version and generation count.
         let api: Api<DeploymentView> = Api::namespaced(self.client.clone(), ns);
-        let applies = each.iter().map(|(name, images)| {
+        let images_of = &images_of;
+        let applies = names.iter().map(|name| {
             let (api, live) = (&api, live.get(*name));
             async move {
                 let object = Object::new("deployment", ns, name);
                 let live = live.ok_or_else(|| object.not_found())?;
-                let Some(body) = apply_body(live, images, annotations)? else {
+                let current = LiveDeployment::from_view(live);
+                let images = images_of(&current);
+                let owned = &live.metadata.owned;
+                let Some(body) = apply_body(&current, owned, &images, annotations)? else {
                     return Ok(ApplyOutcome::Unchanged);
                 };
                 let mut params = PatchParams::apply(FIELD_MANAGER).force();
@@ -661,16 +666,18 @@ impl<const OWNED: bool> Resource for DeploymentView<OWNED> {
     }
 }
 
+/// The apply of `images` and `annotations` to the Deployment `current`, of which tagship
+/// owns `owned`; `None` when they already have these values.
 fn apply_body(
-    live: &ApplyView,
+    current: &LiveDeployment,
+    owned: &Owned,
     images: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Option<Value>, ClusterError> {
-    let current = LiveDeployment::from_view(live);
     if let Some(container) = images.keys().find(|c| !current.images.contains_key(*c)) {
         return Err(ClusterError::UnknownContainer {
-            deployment: current.name,
-            namespace: current.namespace,
+            deployment: current.name.clone(),
+            namespace: current.namespace.clone(),
             container: container.clone(),
         });
     }
@@ -681,7 +688,6 @@ fn apply_body(
     if matches {
         return Ok(None);
     }
-    let owned = &live.metadata.owned;
     let mut send_images = images.clone();
     for container in owned.containers.iter().cloned() {
         if let Some(image) = current.images.get(&container) {
@@ -931,6 +937,20 @@ mod tests {
         })
     }
 
+    /// [`apply_body`] for [`managed`].
+    fn apply_to_managed(
+        images: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Option<Value>, ClusterError> {
+        let view = managed();
+        apply_body(
+            &LiveDeployment::from_view(&view),
+            &view.metadata.owned,
+            images,
+            annotations,
+        )
+    }
+
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
@@ -959,8 +979,7 @@ mod tests {
 
     #[test]
     fn the_apply_sends_only_images_and_annotations_and_keeps_what_tagship_owned_before() {
-        let body = apply_body(
-            &managed(),
+        let body = apply_to_managed(
             &map(&[("registry", "r:v2")]),
             &map(&[("tagship.io/version", "v2")]),
         )
@@ -980,8 +999,7 @@ mod tests {
 
     #[test]
     fn nothing_is_sent_when_images_and_annotations_already_match() {
-        let body = apply_body(
-            &managed(),
+        let body = apply_to_managed(
             &map(&[("registry", "r:v1"), ("sidecar", "s:v9")]),
             &map(&[("team", "y")]),
         )
@@ -991,7 +1009,7 @@ mod tests {
 
     #[test]
     fn an_unknown_container_is_refused_rather_than_added() {
-        let err = apply_body(&managed(), &map(&[("registyr", "r:v2")]), &BTreeMap::new())
+        let err = apply_to_managed(&map(&[("registyr", "r:v2")]), &BTreeMap::new())
             .expect_err("unknown container");
         assert_eq!(
             err.to_string(),

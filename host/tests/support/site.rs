@@ -517,7 +517,8 @@ impl Site {
         self.spec(stage).clusters.as_deref().unwrap_or_default()
     }
 
-    fn first_cluster(&self, stage: &str) -> &str {
+    /// The first cluster (context) of `stage`: `local-1` unless it lists its own.
+    pub fn first_cluster(&self, stage: &str) -> &str {
         self.clusters(stage)
             .first()
             .map_or("local-1", String::as_str)
