@@ -62,7 +62,7 @@ fn benches(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     group.bench_function("compile prometheus-health (no cache)", |b| {
         b.iter(|| {
-            let host = PluginHost::with_cache_dir(None).expect("host");
+            let host = PluginHost::with_cache_dir(None);
             black_box(
                 host.load(spec(Source::Builtin("prometheus-health".into())))
                     .expect("load"),
@@ -71,12 +71,11 @@ fn benches(c: &mut Criterion) {
     });
     let cache = tempfile::tempdir().expect("tempdir");
     PluginHost::with_cache_dir(Some(cache.path().to_owned()))
-        .expect("host")
         .load(spec(Source::Builtin("prometheus-health".into())))
         .expect("warm the cache");
     group.bench_function("cached load prometheus-health (disk)", |b| {
         b.iter(|| {
-            let host = PluginHost::with_cache_dir(Some(cache.path().to_owned())).expect("host");
+            let host = PluginHost::with_cache_dir(Some(cache.path().to_owned()));
             black_box(
                 host.load(spec(Source::Builtin("prometheus-health".into())))
                     .expect("load"),
@@ -89,7 +88,7 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let host = PluginHost::with_cache_dir(None).expect("host");
+    let host = PluginHost::with_cache_dir(None);
     let plugin = host
         .load(spec(Source::File(guest("tp-good-health"))))
         .expect("load good plugin");
@@ -379,7 +378,7 @@ impl Bake {
 
     /// Ports with every plugin of the bake loaded (from the cache in `cache`).
     fn ports(&self, cache: &Path) -> PluginPorts<'_> {
-        let host = PluginHost::with_cache_dir(Some(cache.to_owned())).expect("host");
+        let host = PluginHost::with_cache_dir(Some(cache.to_owned()));
         let ports = PluginPorts::new(&self.config, host, "bench".into());
         ports.preload().expect("the 6 plugins load");
         ports

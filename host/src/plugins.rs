@@ -173,20 +173,27 @@ impl fmt::Debug for PluginHost {
     }
 }
 
+impl Default for PluginHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PluginHost {
     /// A host using the default on-disk cache (see `TAGSHIP_CACHE_DIR`).
-    pub fn new() -> Result<Self, PluginError> {
+    pub fn new() -> Self {
         Self::with_cache_dir(engine::ArtifactCache::default_dir())
     }
 
     /// A host caching compiled components in `dir` (`None`: memory only). Nothing is started
-    /// until the first plugin is inspected or loaded.
-    pub fn with_cache_dir(dir: Option<PathBuf>) -> Result<Self, PluginError> {
-        Ok(PluginHost {
+    /// until the first plugin is inspected or loaded, so making one cannot fail; the engine's
+    /// errors come with that first use.
+    pub fn with_cache_dir(dir: Option<PathBuf>) -> Self {
+        PluginHost {
             runtime: OnceLock::new(),
             disk: dir.and_then(engine::ArtifactCache::open),
             compiled: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// The shared engine and this host's linker (every WASI p2 function and tagship's

@@ -33,7 +33,6 @@ fn host() -> PluginHost {
     PluginHost::with_cache_dir(Some(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache"),
     ))
-    .unwrap()
 }
 
 fn load(

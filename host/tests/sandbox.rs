@@ -54,7 +54,6 @@ fn host() -> PluginHost {
     PluginHost::with_cache_dir(Some(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache"),
     ))
-    .unwrap()
 }
 
 fn load(host: &PluginHost, name: &str, config: &[(&str, &str)], grants: Grants) -> Plugin {
@@ -359,7 +358,7 @@ async fn a_plugin_used_as_the_wrong_kind_says_so() {
 async fn compiled_plugins_are_cached_on_disk_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("plugins");
-    let first = PluginHost::with_cache_dir(Some(cache.clone())).unwrap();
+    let first = PluginHost::with_cache_dir(Some(cache.clone()));
     first
         .load(spec(
             "tp-good-health",
@@ -377,7 +376,7 @@ async fn compiled_plugins_are_cached_on_disk_and_reused() {
     assert!(files[0].extension().is_some_and(|e| e == "cwasm"));
     let modified = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
 
-    let second = PluginHost::with_cache_dir(Some(cache.clone())).unwrap();
+    let second = PluginHost::with_cache_dir(Some(cache.clone()));
     let plugin = second
         .load(spec(
             "tp-good-health",
@@ -403,7 +402,7 @@ async fn compiled_plugins_are_cached_on_disk_and_reused() {
         <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666),
     )
     .unwrap();
-    let third = PluginHost::with_cache_dir(Some(cache)).unwrap();
+    let third = PluginHost::with_cache_dir(Some(cache));
     let plugin = third
         .load(spec(
             "tp-good-health",

@@ -90,7 +90,7 @@ pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
         common::parse_version("v0.0.0", "placeholder")?,
         &options,
     );
-    let host = PluginHost::new().map_err(|e| CommandError::new(e.outcome(), e))?;
+    let host = PluginHost::new();
     let plugins = PluginPorts::new(&config, host, options.deploy_id.clone());
     plugins
         .preload()

@@ -90,7 +90,7 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
         app_version: args.app_version.clone(),
     };
     let plan = plan(&config, target.clone(), &options);
-    let host = PluginHost::new().map_err(|e| CommandError::new(e.outcome(), e))?;
+    let host = PluginHost::new();
     let plugins = PluginPorts::new(&config, host, deploy_id);
     plugins
         .preload()

@@ -221,7 +221,7 @@ fn health_plugins(config: &Config, skip: bool) -> Result<Option<PluginPorts<'_>>
     if skip {
         return Ok(None);
     }
-    let host = crate::plugins::PluginHost::new().map_err(|e| CommandError::new(e.outcome(), e))?;
+    let host = crate::plugins::PluginHost::new();
     let plugins = PluginPorts::new(config, host, "status".into());
     plugins
         .preload()

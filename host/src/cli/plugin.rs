@@ -112,7 +112,7 @@ fn load_error(error: PluginError) -> CommandError {
 }
 
 fn inspect(args: &InspectArgs) -> Result<Outcome, CommandError> {
-    let host = PluginHost::new().map_err(load_error)?;
+    let host = PluginHost::new();
     let inspection = host
         .inspect(&Source::parse(&args.plugin))
         .map_err(load_error)?;
@@ -202,7 +202,7 @@ async fn run_once(args: RunArgs) -> Result<Outcome, CommandError> {
         grants,
         limits,
     };
-    let host = PluginHost::new().map_err(load_error)?;
+    let host = PluginHost::new();
     let plugin = host.load(spec).map_err(load_error)?;
     let started = Instant::now();
     let mut result = RunResult {

@@ -60,7 +60,7 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
         None => common::parse_version("v0.0.0", "placeholder")?,
     };
     let plan = plan(&config, placeholder, &options);
-    let host = PluginHost::new().map_err(|e| CommandError::new(e.outcome(), e))?;
+    let host = PluginHost::new();
     let notify = PluginPorts::new(&config, host, deploy_id);
     notify
         .preload()
