@@ -10,6 +10,7 @@
 #[path = "support/site.rs"]
 mod site;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, PoisonError};
@@ -36,8 +37,30 @@ fn pid_of(dir: &Path, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("no `{name}` in {}/pids", dir.display()))
 }
 
-/// Kills `name` with SIGKILL and starts it again with the same command line, in its own
-/// session, logging to the same file; records the new pid so `tests/cluster/down` stops it.
+/// Whether process `pid` has exited as a whole: reaped, or a zombie whose threads have all
+/// exited. A multi-threaded process's leader shows `Z` while its other threads are still
+/// exiting and holding its listening sockets and file locks, so `Z` alone is too early to
+/// start the same program again on the same ports and data directory.
+fn fully_exited(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let zombie = stat
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('Z'));
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+    zombie && threads <= 1
+}
+
+/// The last lines of process `name`'s log in the state directory.
+fn log_tail(dir: &Path, name: &str) -> String {
+    let log = std::fs::read_to_string(dir.join(format!("logs/{name}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Kills `name` with SIGKILL and starts it again with the same command line, in a process
+/// group of its own, logging to the same file; records the new pid so `tests/cluster/down` stops it.
 fn kill_and_restart(dir: &Path, name: &str) -> Duration {
     let pid = pid_of(dir, name);
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("read cmdline");
@@ -54,21 +77,19 @@ fn kill_and_restart(dir: &Path, name: &str) -> Duration {
         .expect("kill");
     assert!(killed.success());
     let down_since = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gone = eventually(Duration::from_secs(30), || fully_exited(pid));
+    assert!(gone, "{name} (pid {pid}) still runs 30 s after SIGKILL");
     let log = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.join(format!("logs/{name}.log")))
         .expect("open the log");
     #[allow(
         clippy::zombie_processes,
-        reason = "the restarted apiserver outlives this test; tests/cluster/down stops it"
+        reason = "the restarted process outlives this test; tests/cluster/down stops it"
     )]
-    let child = Command::new("setsid")
-        .args(&args)
+    let mut child = Command::new(&args[0])
+        .args(&args[1..])
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -86,10 +107,25 @@ fn kill_and_restart(dir: &Path, name: &str) -> Duration {
         })
         .collect();
     std::fs::write(dir.join("pids"), updated).expect("record the new pid");
-    let ready = eventually(Duration::from_mins(1), || {
+    let ready = eventually(Duration::from_mins(2), || {
+        if let Some(status) = child.try_wait().expect("wait for the restarted process") {
+            panic!(
+                "the restarted {name} exited ({status}); the end of its log:\n{}",
+                log_tail(dir, name)
+            );
+        }
         site::kubectl(&["get", "--raw", "/readyz"]).status.success()
     });
-    assert!(ready, "the restarted kube-apiserver never became ready");
+    let verbose = site::kubectl(&["get", "--raw", "/readyz?verbose"]);
+    assert!(
+        ready,
+        "the kube-apiserver was not ready 2 min after {name} restarted: {}{}\n\
+         the end of {name}'s log:\n{}\nthe end of kube-apiserver-1's log:\n{}",
+        String::from_utf8_lossy(&verbose.stdout),
+        String::from_utf8_lossy(&verbose.stderr),
+        log_tail(dir, name),
+        log_tail(dir, "kube-apiserver-1"),
+    );
     down_since.elapsed()
 }
 
