@@ -124,23 +124,7 @@ pub struct KubePorts<'a> {
 
 /// A port error carrying the whole cause chain ("cannot load kubeconfig: file not found").
 fn port<E: std::error::Error>(e: E) -> PortError {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = cause_of(source);
-    }
-    PortError(text)
-}
-
-fn cause_of<'a>(
-    error: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    error.and_then(std::error::Error::source)
+    PortError(crate::report::one_line(&e))
 }
 
 impl<'a> KubePorts<'a> {

@@ -166,7 +166,7 @@ pub async fn trigger(request: &TriggerRequest, retry: Retry) -> Result<Triggered
         let response = match client.post(&url).form(&form).send().await {
             Ok(response) => response,
             Err(e) => {
-                last = redact(error_chain(&e));
+                last = redact(crate::report::one_line(&e));
                 continue;
             }
         };
@@ -220,17 +220,6 @@ fn parse_pipeline(body: &str, url: &str) -> Result<Triggered, TriggerError> {
         .ok_or_else(|| unreadable("no `web_url`".into()))?
         .to_owned();
     Ok(Triggered { id, web_url })
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -30,3 +30,19 @@ pub fn stderr_line(text: &str) {
     line.push('\n');
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
+
+/// `error` and its causes on one line ("cannot load kubeconfig: file not found"), leaving out a
+/// cause whose text the line already holds: many errors repeat their source's text in their own.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let told = cause.to_string();
+        if !text.contains(&told) {
+            text.push_str(": ");
+            text.push_str(&told);
+        }
+        source = cause.source();
+    }
+    text
+}

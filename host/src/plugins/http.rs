@@ -274,14 +274,7 @@ fn classify(
         ))
     } else {
         // The chain of a reqwest error holds the useful part (refused, reset, DNS, TLS).
-        let mut text = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        HttpError::Connection(text)
+        HttpError::Connection(crate::report::one_line(err))
     }
 }
 
