@@ -3,56 +3,23 @@
 //! resolves to loopback, the cloud metadata address, a secret sent in a URL, and 100 plugins at
 //! once. Real guests in the real sandbox, real HTTP on loopback.
 
+#[path = "support/guests.rs"]
+mod guests;
 #[path = "support/http_server.rs"]
 mod http_server;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use guests::{ctx, load};
 use http_server::{Reply, TestServer};
-use tagship::context::DeployContext;
-use tagship::plugins::{Grants, Limits, Plugin, PluginError, PluginHost, PluginSpec, Source};
+use tagship::plugins::{Grants, Limits, Plugin, PluginError, PluginHost};
 use tagship::verdict::HealthStatus;
 
-fn guest(name: &str) -> PathBuf {
-    PathBuf::from(env!("TAGSHIP_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
-}
-
-fn ctx() -> DeployContext {
-    serde_json::from_str(
-        r#"{"component":"registry","version":"v3.1.0","stage":"gstg-cny","environment":"gstg"}"#,
-    )
-    .unwrap()
-}
-
 fn host() -> PluginHost {
-    PluginHost::with_cache_dir(Some(
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-cache"),
-    ))
-}
-
-fn load(
-    host: &PluginHost,
-    name: &str,
-    config: &[(&str, &str)],
-    grants: Grants,
-    limits: Limits,
-) -> Plugin {
-    host.load(PluginSpec {
-        name: name.into(),
-        source: Source::File(guest(name)),
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
-        grants,
-        limits,
-    })
-    .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+    guests::host("hostile-cache")
 }
 
 fn limits() -> Limits {

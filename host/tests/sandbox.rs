@@ -2,28 +2,18 @@
 //! `plugins/test-programs` by the build script): every hostile plugin ends in the expected typed
 //! error within its limit, and the same host then serves a good plugin correctly.
 
+#[path = "support/guests.rs"]
+mod guests;
 #[path = "support/http_server.rs"]
 mod http_server;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use guests::{ctx, spec};
 use http_server::{Reply, TestServer};
-use tagship::context::DeployContext;
 use tagship::plugins::{Grants, Limits, Plugin, PluginError, PluginHost, PluginSpec, Source};
 use tagship::verdict::HealthStatus;
-
-fn guest(name: &str) -> PathBuf {
-    PathBuf::from(env!("TAGSHIP_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
-}
-
-fn ctx() -> DeployContext {
-    serde_json::from_str(
-        r#"{"component":"registry","version":"v3.1.0","stage":"gstg-cny","environment":"gstg"}"#,
-    )
-    .unwrap()
-}
 
 /// Tight limits so hostile guests are stopped quickly.
 fn tight() -> Limits {
@@ -35,30 +25,12 @@ fn tight() -> Limits {
     }
 }
 
-fn spec(name: &str, config: &[(&str, &str)], grants: Grants, limits: Limits) -> PluginSpec {
-    PluginSpec {
-        name: name.into(),
-        source: Source::File(guest(name)),
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
-        grants,
-        limits,
-    }
-}
-
-/// A new host each time; compiled guests are shared through an on-disk cache, since compiling
-/// with a debug build of Cranelift takes seconds.
 fn host() -> PluginHost {
-    PluginHost::with_cache_dir(Some(
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-cache"),
-    ))
+    guests::host("sandbox-cache")
 }
 
 fn load(host: &PluginHost, name: &str, config: &[(&str, &str)], grants: Grants) -> Plugin {
-    host.load(spec(name, config, grants, tight()))
-        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+    guests::load(host, name, config, grants, tight())
 }
 
 async fn good_plugin_still_works(host: &PluginHost) {
