@@ -33,6 +33,7 @@ mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
@@ -132,6 +133,10 @@ impl KubeCluster {
                 context: context.clone(),
                 server: server.clone(),
             },
+            _ if is_refused(&source) => ClusterError::Refused {
+                context: context.clone(),
+                server: server.clone(),
+            },
             _ => ClusterError::Connect {
                 context: context.clone(),
                 server: server.clone(),
@@ -140,7 +145,7 @@ impl KubeCluster {
         };
         let client = Client::try_from(config.clone()).map_err(connect_error)?;
         let watcher = Client::try_from(config).map_err(connect_error)?;
-        retry::retry(|| client.apiserver_version())
+        retry::retry(&context, || client.apiserver_version())
             .await
             .map_err(connect_error)?;
         Ok(Self {
@@ -212,6 +217,18 @@ pub enum ClusterError {
         /// What kube-rs reported.
         #[source]
         source: KubeError,
+    },
+    /// Nothing listens at the API server's address (after the retries).
+    #[error(
+        "cannot reach the API server of context `{context}` at {server}: the connection was \
+         refused, so nothing listens there; check that the API server is up and that the \
+         kubeconfig's `server` is its address"
+    )]
+    Refused {
+        /// The kubeconfig context.
+        context: String,
+        /// The server's URL, from the kubeconfig.
+        server: String,
     },
     /// The API server refused the kubeconfig's credentials.
     #[error(
@@ -306,30 +323,82 @@ pub struct KubeError(kube::Error);
 
 impl fmt::Display for KubeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            kube::Error::Api(status) => {
-                write!(f, "the API server answered {}", status.code)?;
-                if !status.reason.is_empty() {
-                    write!(f, " {}", status.reason)?;
-                }
-                if !status.message.is_empty() && status.message != status.reason {
-                    write!(f, ": {}", status.message)?;
-                }
-                Ok(())
+        f.write_str(&told(&self.0))
+    }
+}
+
+/// A kube-rs error as [`KubeError`] tells it.
+fn told(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let mut text = format!("the API server answered {}", status.code);
+            if !status.reason.is_empty() {
+                text.push(' ');
+                text.push_str(&status.reason);
             }
-            other => other.fmt(f),
+            if !status.message.is_empty() && status.message != status.reason {
+                text.push_str(": ");
+                text.push_str(&status.message);
+            }
+            text
         }
+        // "ServiceError: client error (Connect)" says only that the request failed; its
+        // causes say why ("tcp connect error: Connection refused", a TLS alert, a timeout).
+        kube::Error::Service(inner) => transport_failure(inner.as_ref()),
+        kube::Error::HyperError(inner) => transport_failure(inner),
+        other => other.to_string(),
     }
 }
 
 impl std::error::Error for KubeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0 {
-            // Everything it has is in the text above.
-            kube::Error::Api(_) => None,
+            // Everything they have is in the text above.
+            kube::Error::Api(_) | kube::Error::Service(_) | kube::Error::HyperError(_) => None,
             other => other.source(),
         }
     }
+}
+
+/// Tells a person waiting on the run, once per outage (at the [`retry::TOLD_AFTER`]-th
+/// consecutive failure: one is a blip, told only with -v), that the API server of `context`
+/// stopped answering and how long tagship keeps trying.
+fn tell_outage(context: &str, error: &kube::Error, for_about: Duration) {
+    tracing::warn!(
+        "the API server of context `{context}` is not answering ({}); retrying for about {} s",
+        told(error),
+        for_about.as_secs().max(1)
+    );
+}
+
+/// Tells that the API server of `context` answers again, `after` the outage began.
+fn tell_recovered(context: &str, after: Duration) {
+    tracing::info!(
+        "the API server of context `{context}` answers again, after {:.1} s",
+        after.as_secs_f32()
+    );
+}
+
+/// Why a request failed in transport: the causes of `error` (hyper's own text, "client error
+/// (Connect)", names only the stage that failed), or its text when it has none.
+fn transport_failure(error: &(dyn std::error::Error + 'static)) -> String {
+    error
+        .source()
+        .map_or_else(|| error.to_string(), crate::report::one_line)
+}
+
+/// Whether `error` is a refused TCP connection: nothing listens at the address.
+fn is_refused(error: &kube::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// One object, for messages: ``deployment `registry` in namespace `gitlab-cny` ``.
@@ -408,6 +477,31 @@ mod tests {
         );
         let err = KubeError(kube::Error::Api(Box::new(Status::failure("m", "r"))));
         assert!(std::error::Error::source(&err).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_told_by_its_cause_without_the_client_s_wrappers() {
+        // A port nobody listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().expect("url"));
+        let client = Client::try_from(config).expect("a client");
+        let err = client
+            .apiserver_version()
+            .await
+            .expect_err("nobody listens");
+        assert!(is_refused(&err));
+        let told = KubeError(err).to_string();
+        assert!(
+            told.starts_with("tcp connect error: Connection refused"),
+            "{told}"
+        );
+        assert!(
+            !told.contains("ServiceError") && !told.contains("client error"),
+            "{told}"
+        );
     }
 
     #[test]

@@ -167,6 +167,13 @@ fn deploy_through_a_restart_of(dir: &Path, process: &str) {
     // Then the deploy completes with nothing lost
     let ran = run.finish();
     assert_eq!(ran.code, 0, "outage {outage:?}\n{}", ran.said);
+    for told in ran
+        .said
+        .lines()
+        .filter(|l| l.contains("the API server of context"))
+    {
+        eprintln!("faults: the run said: {}", told.trim());
+    }
     for stage in site.stage_names() {
         assert_eq!(site.image(&stage), image_of("v2.0.0"), "{stage}");
         assert!(site.rollout_in("local-1", &stage).0, "{stage}");
@@ -178,6 +185,15 @@ fn deploy_through_a_restart_of(dir: &Path, process: &str) {
         assert_eq!(deployed, 1, "{stage}\n{}", ran.said);
     }
     assert_eq!(site.lease_holder("gstg"), "", "{}", ran.said);
+    if process.starts_with("kube-apiserver") {
+        // A person watching the run was told, not left looking at a silent terminal.
+        assert!(
+            ran.said
+                .contains("the API server of context `local-1` is not answering"),
+            "{}",
+            ran.said
+        );
+    }
 }
 
 fn skip_loudly(test: &str) {

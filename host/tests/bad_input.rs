@@ -159,15 +159,18 @@ impl Substitutions {
                 "[SERVER_ADDR]".to_owned(),
             ),
             (prefix, "[PREFIX]".to_owned()),
-            // The environment's contexts as an error lists them; their number depends on
-            // `tests/cluster/up --clusters`.
+            // The environment's contexts as an error lists them ("(it has `local-1`, …)");
+            // their number depends on `tests/cluster/up --clusters`.
             (
-                site::env("TAGSHIP_CONTEXTS")
-                    .split_whitespace()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                "[CONTEXTS]".to_owned(),
+                format!(
+                    "(it has {})",
+                    site::env("TAGSHIP_CONTEXTS")
+                        .split_whitespace()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "(it has [CONTEXTS])".to_owned(),
             ),
         ];
         Substitutions { fill, marks }

@@ -891,7 +891,7 @@ async fn a_refused_token_and_an_unreachable_server_are_told_apart_and_name_the_s
         "{text}"
     );
 
-    // Nothing listens on port 1: the message names the server it tried.
+    // Nothing listens on port 1: the message names the server it tried and what that means.
     let nowhere = edited_kubeconfig(|line| match line.split_once("server: ") {
         Some((indent, _)) => format!("{indent}server: https://127.0.0.1:1"),
         None => line.to_owned(),
@@ -899,9 +899,11 @@ async fn a_refused_token_and_an_unreachable_server_are_told_apart_and_name_the_s
     let err = KubeCluster::connect(Some(nowhere.path()), Some("local-1"))
         .await
         .expect_err("nothing listens");
-    assert!(matches!(err, ClusterError::Connect { .. }), "{err:?}");
+    assert!(matches!(err, ClusterError::Refused { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "cannot reach the API server of context `local-1` at https://127.0.0.1:1"
+        "cannot reach the API server of context `local-1` at https://127.0.0.1:1: the connection \
+         was refused, so nothing listens there; check that the API server is up and that the \
+         kubeconfig's `server` is its address"
     );
 }

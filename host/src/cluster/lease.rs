@@ -201,7 +201,7 @@ impl KubeCluster {
         let object = Object::new("lease", ns, lease);
         for _ in 0..ROUNDS {
             let now = Timestamp::now();
-            let Some(current) = read(&api, object).await? else {
+            let Some(current) = read(&api, &self.context, object).await? else {
                 let fresh = Lease {
                     metadata: ObjectMeta {
                         name: Some(lease.to_owned()),
@@ -254,7 +254,7 @@ impl KubeCluster {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
         let object = Object::new("lease", ns, lease);
         for _ in 0..ROUNDS {
-            let current = read(&api, object).await?;
+            let current = read(&api, &self.context, object).await?;
             let by = current.as_ref().and_then(holder_of);
             let Some(current) = current.filter(|_| by.as_deref() == Some(holder.id.as_str()))
             else {
@@ -283,7 +283,7 @@ impl KubeCluster {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
         let object = Object::new("lease", ns, lease);
         for _ in 0..ROUNDS {
-            let Some(current) = read(&api, object).await? else {
+            let Some(current) = read(&api, &self.context, object).await? else {
                 return Ok(false);
             };
             if holder_of(&current).as_deref() != Some(holder.id.as_str()) {
@@ -305,14 +305,18 @@ impl KubeCluster {
     ) -> Result<Option<LockInfo>, ClusterError> {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
         let object = Object::new("lease", ns, lease);
-        Ok(read(&api, object)
+        Ok(read(&api, &self.context, object)
             .await?
             .and_then(|l| lock_info(&l, Timestamp::now())))
     }
 }
 
-async fn read(api: &Api<Lease>, object: Object<'_>) -> Result<Option<Lease>, ClusterError> {
-    retry::retry(|| api.get_opt(object.name))
+async fn read(
+    api: &Api<Lease>,
+    context: &str,
+    object: Object<'_>,
+) -> Result<Option<Lease>, ClusterError> {
+    retry::retry(context, || api.get_opt(object.name))
         .await
         .map_err(|err| object.api_error("read", err))
 }

@@ -17,23 +17,45 @@ const CAP: Duration = Duration::from_secs(2);
 /// The longest server-requested delay (`Retry-After`) honoured; longer requests wait this long.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
 
-/// Runs `op` until it succeeds, fails permanently, or [`ATTEMPTS`] are used up.
-pub(super) async fn retry<T, F, Fut>(mut op: F) -> Result<T, kube::Error>
+/// Runs `op`, a request to the API server of kubeconfig context `context`, until it succeeds,
+/// fails permanently, or [`ATTEMPTS`] are used up.
+pub(super) async fn retry<T, F, Fut>(context: &str, mut op: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
         attempt += 1;
         match op().await {
             Err(err) if attempt < ATTEMPTS && is_transient(&err) => {
-                tracing::debug!(attempt, error = %err, "transient API error; retrying");
+                // One failure is a blip, told only with -v; the second is an outage a person
+                // waiting on the run should hear about, once.
+                if attempt == TOLD_AFTER {
+                    super::tell_outage(context, &err, longest_wait_after(attempt));
+                } else {
+                    tracing::debug!(attempt, error = %err, "transient API error; retrying");
+                }
                 tokio::time::sleep(delay(attempt, &err)).await;
+            }
+            Ok(answer) if attempt > TOLD_AFTER => {
+                super::tell_recovered(context, started.elapsed());
+                return Ok(answer);
             }
             result => return result,
         }
     }
+}
+
+/// The consecutive failure at which an outage is told (see [`super::tell_outage`]).
+pub(super) const TOLD_AFTER: u32 = 2;
+
+/// The longest [`backoff`] can wait in all after the `attempt`-th failure (jitter included).
+fn longest_wait_after(attempt: u32) -> Duration {
+    (attempt..ATTEMPTS)
+        .map(|a| BASE.saturating_mul(1 << (a - 1).min(16)).min(CAP) * 3 / 2)
+        .sum()
 }
 
 /// Whether `err` is worth retrying: overload, server-side failures and broken connections.
@@ -99,6 +121,15 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_wait_bounds_every_backoff() {
+        for _ in 0..100 {
+            let waited: Duration = (TOLD_AFTER..ATTEMPTS).map(backoff).sum();
+            assert!(waited <= longest_wait_after(TOLD_AFTER), "{waited:?}");
+        }
+        assert!(longest_wait_after(TOLD_AFTER) <= Duration::from_secs(11));
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         assert!(backoff(1) >= BASE && backoff(1) <= BASE * 3 / 2);
         assert!(backoff(3) >= BASE * 4);
@@ -124,7 +155,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_bounded_number_of_attempts() {
         let mut calls = 0;
-        let result: Result<(), _> = retry(|| {
+        let result: Result<(), _> = retry("local-1", || {
             calls += 1;
             async { Err(status_error(503)) }
         })
@@ -136,7 +167,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn does_not_retry_a_permanent_error() {
         let mut calls = 0;
-        let result: Result<(), _> = retry(|| {
+        let result: Result<(), _> = retry("local-1", || {
             calls += 1;
             async { Err(status_error(422)) }
         })

@@ -45,6 +45,24 @@ impl Failures {
         *self = Failures::default();
     }
 
+    /// Tells the outage once, at its [`retry::TOLD_AFTER`]-th consecutive failure `err`.
+    fn tell(&self, context: &str, err: &kube::Error) {
+        if self.count == retry::TOLD_AFTER {
+            let waited = self.since.map_or(Duration::ZERO, |since| since.elapsed());
+            super::tell_outage(context, err, PATIENCE.saturating_sub(waited));
+        }
+    }
+
+    /// An event came: the failures are over, and an outage that was told is told as ended.
+    fn recovered(&mut self, context: &str) {
+        if self.count >= retry::TOLD_AFTER
+            && let Some(since) = self.since
+        {
+            super::tell_recovered(context, since.elapsed());
+        }
+        self.reset();
+    }
+
     fn backoff(&self) -> Option<Duration> {
         (self.count > 0).then(|| retry::backoff(self.count))
     }
@@ -58,6 +76,7 @@ impl Failures {
 /// As [`watch_each`].
 pub(super) async fn watch_until<K, T>(
     api: &Api<K>,
+    context: &str,
     object: Object<'_>,
     mut decide: impl FnMut(&K) -> Option<T>,
 ) -> Result<T, ClusterError>
@@ -65,10 +84,17 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut outcome = None;
-    watch_each(api, object.kind, object.namespace, &[object.name], |obj| {
-        outcome = decide(obj);
-        outcome.is_some()
-    })
+    watch_each(
+        api,
+        context,
+        object.kind,
+        object.namespace,
+        &[object.name],
+        |obj| {
+            outcome = decide(obj);
+            outcome.is_some()
+        },
+    )
     .await?;
     // `watch_each` returns only once `decide` said `Some` for the one name.
     outcome.ok_or_else(|| object.not_found())
@@ -90,6 +116,7 @@ where
 /// watch requests spanning [`PATIENCE`], or at once for a failure that is not transient.
 pub(super) async fn watch_each<K>(
     api: &Api<K>,
+    context: &str,
     kind: &'static str,
     ns: &str,
     names: &[&str],
@@ -101,7 +128,7 @@ where
     let mut pending: BTreeSet<&str> = names.iter().copied().collect();
     let listed = names.join("`, `");
     let all = Object::new(kind, ns, &listed);
-    let mut version = read(api, kind, ns, &mut pending, &mut done).await?;
+    let mut version = read(api, context, kind, ns, &mut pending, &mut done).await?;
     if pending.is_empty() {
         return Ok(());
     }
@@ -114,7 +141,7 @@ where
         let stream = match api.watch(&params, &version).await {
             Ok(stream) => stream,
             Err(kube::Error::Api(status)) if status.code == 410 => {
-                version = read(api, kind, ns, &mut pending, &mut done).await?;
+                version = read(api, context, kind, ns, &mut pending, &mut done).await?;
                 if pending.is_empty() {
                     return Ok(());
                 }
@@ -124,6 +151,7 @@ where
                 if failures.fail() || !retry::is_transient(&err) {
                     return Err(all.api_error("watch", err));
                 }
+                failures.tell(context, &err);
                 tokio::time::sleep(failures.backoff().unwrap_or_default()).await;
                 continue;
             }
@@ -132,7 +160,7 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj)) => {
-                    failures.reset();
+                    failures.recovered(context);
                     if let Some(seen) = obj.resource_version() {
                         version = seen;
                     }
@@ -155,7 +183,7 @@ where
                 }
                 Ok(WatchEvent::Error(status)) if status.code == 410 => {
                     // Our version fell out of the server's window: start again from a fresh read.
-                    version = read(api, kind, ns, &mut pending, &mut done).await?;
+                    version = read(api, context, kind, ns, &mut pending, &mut done).await?;
                     if pending.is_empty() {
                         return Ok(());
                     }
@@ -173,6 +201,7 @@ where
                     if failures.fail() {
                         return Err(all.api_error("watch", err));
                     }
+                    failures.tell(context, &err);
                     break;
                 }
             }
@@ -187,6 +216,7 @@ where
 /// satisfied with from `pending`; the resource version to watch from.
 async fn read<K>(
     api: &Api<K>,
+    context: &str,
     kind: &'static str,
     ns: &str,
     pending: &mut BTreeSet<&str>,
@@ -196,7 +226,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     let names: Vec<&str> = pending.iter().copied().collect();
-    let (found, version) = read_named(api, kind, ns, &names).await?;
+    let (found, version) = read_named(api, context, kind, ns, &names).await?;
     for name in names {
         let obj = found
             .get(name)
@@ -217,6 +247,7 @@ where
 /// [`ClusterError::Api`] when the read fails (after the retries for transient errors).
 pub(super) async fn read_named<K>(
     api: &Api<K>,
+    context: &str,
     kind: &'static str,
     ns: &str,
     names: &[&str],
@@ -225,7 +256,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     if let [name] = names {
-        let found = retry::retry(|| api.get_opt(name))
+        let found = retry::retry(context, || api.get_opt(name))
             .await
             .map_err(|err| Object::new(kind, ns, name).api_error("read", err))?;
         let version = found
@@ -237,7 +268,7 @@ where
     }
     let listed = names.join("`, `");
     let params = ListParams::default();
-    let list = retry::retry(|| api.list(&params))
+    let list = retry::retry(context, || api.list(&params))
         .await
         .map_err(|err| Object::new(kind, ns, &listed).api_error("read", err))?;
     let version = list.metadata.resource_version.unwrap_or_default();
