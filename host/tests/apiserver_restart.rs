@@ -12,7 +12,7 @@ mod site;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -59,8 +59,9 @@ fn log_tail(dir: &Path, name: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// Kills `name` with SIGKILL and starts it again with the same command line, in a process
-/// group of its own, logging to the same file; records the new pid so `tests/cluster/down` stops it.
+/// Kills `name` with SIGKILL, waits until it has wholly exited, and starts it again with the
+/// same command line (see [`start`]); waits for the API server to be ready, starting the process
+/// again if it exits meanwhile, and returns how long the API was down.
 fn kill_and_restart(dir: &Path, name: &str) -> Duration {
     let pid = pid_of(dir, name);
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("read cmdline");
@@ -79,6 +80,39 @@ fn kill_and_restart(dir: &Path, name: &str) -> Duration {
     let down_since = Instant::now();
     let gone = eventually(Duration::from_secs(30), || fully_exited(pid));
     assert!(gone, "{name} (pid {pid}) still runs 30 s after SIGKILL");
+    let mut child = start(dir, name, &args);
+    let mut starts = 1;
+    let ready = eventually(Duration::from_mins(2), || {
+        if let Some(status) = child.try_wait().expect("wait for the restarted process") {
+            // A supervisor would start it again; say so loudly, and give up after three.
+            let tail = log_tail(dir, name);
+            assert!(
+                starts < 3,
+                "the restarted {name} exited ({status}) {starts} times; the end of its log:\n{tail}"
+            );
+            eprintln!("faults: the restarted {name} exited ({status}); starting it again:\n{tail}");
+            std::thread::sleep(Duration::from_secs(1));
+            child = start(dir, name, &args);
+            starts += 1;
+        }
+        site::kubectl(&["get", "--raw", "/readyz"]).status.success()
+    });
+    let verbose = site::kubectl(&["get", "--raw", "/readyz?verbose"]);
+    assert!(
+        ready,
+        "the kube-apiserver was not ready 2 min after {name} restarted: {}{}\n\
+         the end of {name}'s log:\n{}\nthe end of kube-apiserver-1's log:\n{}",
+        String::from_utf8_lossy(&verbose.stdout),
+        String::from_utf8_lossy(&verbose.stderr),
+        log_tail(dir, name),
+        log_tail(dir, "kube-apiserver-1"),
+    );
+    down_since.elapsed()
+}
+
+/// Starts `args` as process `name` of the environment: in a process group of its own, logging
+/// to its log file, its pid recorded so `tests/cluster/down` stops it.
+fn start(dir: &Path, name: &str, args: &[String]) -> Child {
     let log = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.join(format!("logs/{name}.log")))
@@ -87,7 +121,7 @@ fn kill_and_restart(dir: &Path, name: &str) -> Duration {
         clippy::zombie_processes,
         reason = "the restarted process outlives this test; tests/cluster/down stops it"
     )]
-    let mut child = Command::new(&args[0])
+    let child = Command::new(&args[0])
         .args(&args[1..])
         .process_group(0)
         .stdin(Stdio::null())
@@ -107,26 +141,7 @@ fn kill_and_restart(dir: &Path, name: &str) -> Duration {
         })
         .collect();
     std::fs::write(dir.join("pids"), updated).expect("record the new pid");
-    let ready = eventually(Duration::from_mins(2), || {
-        if let Some(status) = child.try_wait().expect("wait for the restarted process") {
-            panic!(
-                "the restarted {name} exited ({status}); the end of its log:\n{}",
-                log_tail(dir, name)
-            );
-        }
-        site::kubectl(&["get", "--raw", "/readyz"]).status.success()
-    });
-    let verbose = site::kubectl(&["get", "--raw", "/readyz?verbose"]);
-    assert!(
-        ready,
-        "the kube-apiserver was not ready 2 min after {name} restarted: {}{}\n\
-         the end of {name}'s log:\n{}\nthe end of kube-apiserver-1's log:\n{}",
-        String::from_utf8_lossy(&verbose.stdout),
-        String::from_utf8_lossy(&verbose.stderr),
-        log_tail(dir, name),
-        log_tail(dir, "kube-apiserver-1"),
-    );
-    down_since.elapsed()
+    child
 }
 
 /// Deploys two stages whose rollouts take ~10 s and kills and restarts `process` (a name of
