@@ -506,9 +506,12 @@ impl Cluster for KubePorts<'_> {
                         );
                         match outcomes.get(*deployment)? {
                             RolloutOutcome::Complete => None,
-                            RolloutOutcome::Failed { reason, message } => {
-                                Some(format!("{name}: {reason}: {message}"))
-                            }
+                            // The controller's message ends with a full stop; the line
+                            // goes on ("…; rolling back").
+                            RolloutOutcome::Failed { reason, message } => Some(format!(
+                                "{name}: {reason}: {}",
+                                message.trim_end_matches('.')
+                            )),
                             RolloutOutcome::TimedOut => Some(format!(
                                 "{name}: not rolled out within {}s",
                                 stage.rollout_timeout.as_secs()

@@ -487,6 +487,12 @@ fn stages_spanning_two_clusters_get_the_release_in_both_and_are_rolled_back_in_b
     // Then it was applied in both clusters of the canary, and rolled back in both
     assert_eq!(ran.code, 1, "{}", ran.said);
     assert!(ran.said.contains("v2.0.0 serves again"), "{}", ran.said);
+    // with the controller's reason, read as one sentence
+    assert!(
+        ran.said.contains("ProgressDeadlineExceeded: ReplicaSet") && !ran.said.contains(".;"),
+        "{}",
+        ran.said
+    );
     let canary = site.ns("gstg-cny");
     for cluster in ["local-1", "local-2"] {
         let replica_sets = kubectl_ok_in(
