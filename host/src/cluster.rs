@@ -33,7 +33,8 @@ mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
@@ -63,13 +64,14 @@ pub struct KubeCluster {
     /// its HTTP/1.1 connection and closes it when dropped mid-stream, so on the shared pool the
     /// first request after every rollout waited for a new TCP and TLS handshake (~50 ms here).
     watcher: Client,
-    context: String,
+    /// The context's API server, as a person waiting on the run hears of it.
+    server: Arc<Server>,
 }
 
 impl fmt::Debug for KubeCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KubeCluster")
-            .field("context", &self.context)
+            .field("context", &self.server.context)
             .finish_non_exhaustive()
     }
 }
@@ -145,13 +147,14 @@ impl KubeCluster {
         };
         let client = Client::try_from(config.clone()).map_err(connect_error)?;
         let watcher = Client::try_from(config).map_err(connect_error)?;
-        retry::retry(&context, || client.apiserver_version())
+        let server = Arc::new(Server::new(context.clone()));
+        retry::retry(&server, || client.apiserver_version())
             .await
             .map_err(connect_error)?;
         Ok(Self {
             client,
             watcher,
-            context,
+            server,
         })
     }
 
@@ -160,13 +163,13 @@ impl KubeCluster {
         Self {
             watcher: client.clone(),
             client,
-            context: context.into(),
+            server: Arc::new(Server::new(context.into())),
         }
     }
 
     /// The kubeconfig context this connection uses.
     pub fn context(&self) -> &str {
-        &self.context
+        &self.server.context
     }
 
     /// The underlying kube-rs client.
@@ -360,23 +363,57 @@ impl std::error::Error for KubeError {
     }
 }
 
-/// Tells a person waiting on the run, once per outage (at the [`retry::TOLD_AFTER`]-th
-/// consecutive failure: one is a blip, told only with -v), that the API server of `context`
-/// stopped answering and how long tagship keeps trying.
-fn tell_outage(context: &str, error: &kube::Error, for_about: Duration) {
-    tracing::warn!(
-        "the API server of context `{context}` is not answering ({}); retrying for about {} s",
-        told(error),
-        for_about.as_secs().max(1)
-    );
+/// The API server of one kubeconfig context as a person waiting on the run hears of it: an
+/// outage is told once when it begins and once when it ends, however many requests and watches
+/// ride it out at the same time (a stage's applies, its rollout watch, the lock's renewals).
+#[derive(Debug)]
+struct Server {
+    /// The kubeconfig context, as messages name it.
+    context: String,
+    /// When the outage being told began; `None` while the server answers.
+    outage: Mutex<Option<Instant>>,
 }
 
-/// Tells that the API server of `context` answers again, `after` the outage began.
-fn tell_recovered(context: &str, after: Duration) {
-    tracing::info!(
-        "the API server of context `{context}` answers again, after {:.1} s",
-        after.as_secs_f32()
-    );
+impl Server {
+    fn new(context: String) -> Self {
+        Self {
+            context,
+            outage: Mutex::new(None),
+        }
+    }
+
+    /// An activity failed [`retry::TOLD_AFTER`] times in a row, the first at `began`, with
+    /// `error` last, and keeps trying for about `for_about`: one failure is a blip (told only
+    /// with -v), this is an outage, told unless it already is. Whether it was told now.
+    fn failing(&self, error: &kube::Error, began: Instant, for_about: Duration) -> bool {
+        let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
+        if outage.is_some() {
+            return false;
+        }
+        *outage = Some(began);
+        tracing::warn!(
+            "requests to the API server of context `{}` are failing ({}); retrying for about {} s",
+            self.context,
+            told(error),
+            for_about.as_secs().max(1)
+        );
+        true
+    }
+
+    /// The server answered: an outage being told is over. How long it lasted, when one was.
+    fn answered(&self) -> Option<Duration> {
+        let began = self
+            .outage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        tracing::info!(
+            "the API server of context `{}` answers again, {:.1} s after the first failure",
+            self.context,
+            began.elapsed().as_secs_f32()
+        );
+        Some(began.elapsed())
+    }
 }
 
 /// Why a request failed in transport: the causes of `error` (hyper's own text, "client error
@@ -501,6 +538,28 @@ mod tests {
         assert!(
             !told.contains("ServiceError") && !told.contains("client error"),
             "{told}"
+        );
+    }
+
+    #[test]
+    fn an_outage_is_told_once_however_many_activities_ride_it_out() {
+        let server = Server::new("local-1".into());
+        let refused = || kube::Error::Service("connection refused".into());
+        let began = Instant::now();
+        let wait = Duration::from_secs(10);
+        assert!(
+            server.failing(&refused(), began, wait),
+            "the first activity tells it"
+        );
+        assert!(
+            !server.failing(&refused(), began, wait),
+            "the watch does not again"
+        );
+        assert!(server.answered().is_some(), "its end is told");
+        assert_eq!(server.answered(), None, "and only once");
+        assert!(
+            server.failing(&refused(), Instant::now(), wait),
+            "a new outage is told"
         );
     }
 

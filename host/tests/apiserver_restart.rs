@@ -185,7 +185,7 @@ fn deploy_through_a_restart_of(dir: &Path, process: &str) {
     for told in ran
         .said
         .lines()
-        .filter(|l| l.contains("the API server of context"))
+        .filter(|l| l.contains("API server of context"))
     {
         eprintln!("faults: the run said: {}", told.trim());
     }
@@ -204,7 +204,7 @@ fn deploy_through_a_restart_of(dir: &Path, process: &str) {
         // A person watching the run was told, not left looking at a silent terminal.
         assert!(
             ran.said
-                .contains("the API server of context `local-1` is not answering"),
+                .contains("requests to the API server of context `local-1` are failing"),
             "{}",
             ran.said
         );

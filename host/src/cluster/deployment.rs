@@ -236,7 +236,7 @@ impl KubeCluster {
             + std::fmt::Debug,
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        Ok(read_named(&api, &self.context, "deployment", ns, names)
+        Ok(read_named(&api, &self.server, "deployment", ns, names)
             .await?
             .0)
     }
@@ -315,7 +315,7 @@ impl KubeCluster {
                 let mut params = PatchParams::apply(FIELD_MANAGER).force();
                 params.dry_run = dry_run;
                 let patch = Patch::Apply(&body);
-                let applied = retry::retry(&self.context, || api.patch(name, &params, &patch))
+                let applied = retry::retry(&self.server, || api.patch(name, &params, &patch))
                     .await
                     .map_err(|err| object.api_error("apply images to", err))?;
                 if dry_run {
@@ -368,7 +368,7 @@ impl KubeCluster {
         let api: Api<DeploymentView> = Api::namespaced(self.watcher.clone(), ns);
         let mut last: BTreeMap<String, LiveDeployment> = BTreeMap::new();
         let mut outcomes: BTreeMap<String, RolloutOutcome> = BTreeMap::new();
-        let watch = watch_each(&api, &self.context, "deployment", ns, names, |deployment| {
+        let watch = watch_each(&api, &self.server, "deployment", ns, names, |deployment| {
             let live = LiveDeployment::from_view(deployment);
             if last
                 .get(&live.name)

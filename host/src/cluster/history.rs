@@ -146,7 +146,7 @@ impl KubeCluster {
 
     async fn config_map(&self, object: Object<'_>) -> Result<Option<ConfigMap>, ClusterError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), object.namespace);
-        retry::retry(&self.context, || api.get_opt(object.name))
+        retry::retry(&self.server, || api.get_opt(object.name))
             .await
             .map_err(|err| object.api_error("read", err))
     }

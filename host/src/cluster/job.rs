@@ -136,7 +136,7 @@ impl KubeCluster {
     async fn run_job_inner(&self, ns: &str, spec: &JobSpec) -> Result<JobOutcome, ClusterError> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
         let object = Object::new("job", ns, &spec.name);
-        let existing = retry::retry(&self.context, || api.get_opt(&spec.name))
+        let existing = retry::retry(&self.server, || api.get_opt(&spec.name))
             .await
             .map_err(|err| object.api_error("read", err))?;
         match existing.as_ref().map(|job| (job, job_outcome(job))) {
@@ -150,7 +150,7 @@ impl KubeCluster {
             None => self.create_job(&api, object, ns, spec).await?,
         }
         let watched: Api<Job> = Api::namespaced(self.watcher.clone(), ns);
-        watch_until(&watched, &self.context, object, job_outcome).await
+        watch_until(&watched, &self.server, object, job_outcome).await
     }
 
     async fn create_job(
@@ -171,7 +171,7 @@ impl KubeCluster {
         };
         // Retried on transient failures: the name is the Job's identity, so a create that landed
         // but whose answer was lost comes back as 409 below, never as a second Job.
-        match retry::retry(&self.context, || api.create(&params, &body)).await {
+        match retry::retry(&self.server, || api.create(&params, &body)).await {
             // Someone created it first (another runner, or our retried request): wait for theirs.
             Err(err) if retry::is_conflict(&err) => Ok(()),
             Err(err) => Err(object.api_error("create", err)),
@@ -194,7 +194,7 @@ impl KubeCluster {
             }),
             ..DeleteParams::default()
         };
-        match retry::retry(&self.context, || api.delete(object.name, &params)).await {
+        match retry::retry(&self.server, || api.delete(object.name, &params)).await {
             Ok(_) => {}
             // Gone already, or replaced by someone else (precondition failed): nothing to delete.
             Err(err) if retry::is_not_found(&err) || retry::is_conflict(&err) => {}
@@ -204,7 +204,7 @@ impl KubeCluster {
         // name to be free before creating the new Job under it.
         let mut attempt = 0;
         loop {
-            let current = retry::retry(&self.context, || api.get_opt(object.name))
+            let current = retry::retry(&self.server, || api.get_opt(object.name))
                 .await
                 .map_err(|err| object.api_error("read", err))?;
             match current {

@@ -27,7 +27,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 
 use super::retry;
-use super::{ClusterError, FIELD_MANAGER, KubeCluster, Object};
+use super::{ClusterError, FIELD_MANAGER, KubeCluster, Object, Server};
 
 /// Annotation holding why the lock is held.
 pub const ANNOTATION_REASON: &str = "tagship.io/reason";
@@ -201,7 +201,7 @@ impl KubeCluster {
         let object = Object::new("lease", ns, lease);
         for _ in 0..ROUNDS {
             let now = Timestamp::now();
-            let Some(current) = read(&api, &self.context, object).await? else {
+            let Some(current) = read(&api, &self.server, object).await? else {
                 let fresh = Lease {
                     metadata: ObjectMeta {
                         name: Some(lease.to_owned()),
@@ -254,7 +254,7 @@ impl KubeCluster {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
         let object = Object::new("lease", ns, lease);
         for _ in 0..ROUNDS {
-            let current = read(&api, &self.context, object).await?;
+            let current = read(&api, &self.server, object).await?;
             let by = current.as_ref().and_then(holder_of);
             let Some(current) = current.filter(|_| by.as_deref() == Some(holder.id.as_str()))
             else {
@@ -283,7 +283,7 @@ impl KubeCluster {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
         let object = Object::new("lease", ns, lease);
         for _ in 0..ROUNDS {
-            let Some(current) = read(&api, &self.context, object).await? else {
+            let Some(current) = read(&api, &self.server, object).await? else {
                 return Ok(false);
             };
             if holder_of(&current).as_deref() != Some(holder.id.as_str()) {
@@ -305,7 +305,7 @@ impl KubeCluster {
     ) -> Result<Option<LockInfo>, ClusterError> {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), ns);
         let object = Object::new("lease", ns, lease);
-        Ok(read(&api, &self.context, object)
+        Ok(read(&api, &self.server, object)
             .await?
             .and_then(|l| lock_info(&l, Timestamp::now())))
     }
@@ -313,10 +313,10 @@ impl KubeCluster {
 
 async fn read(
     api: &Api<Lease>,
-    context: &str,
+    server: &Server,
     object: Object<'_>,
 ) -> Result<Option<Lease>, ClusterError> {
-    retry::retry(context, || api.get_opt(object.name))
+    retry::retry(server, || api.get_opt(object.name))
         .await
         .map_err(|err| object.api_error("read", err))
 }

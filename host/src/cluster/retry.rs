@@ -6,7 +6,9 @@
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::Server;
 
 /// How many times a request is sent at most. With [`backoff`] the retries span about 7 to 11
 /// seconds: long enough to ride out an API server restart (ready about 5 s after start), short
@@ -17,38 +19,43 @@ const CAP: Duration = Duration::from_secs(2);
 /// The longest server-requested delay (`Retry-After`) honoured; longer requests wait this long.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
 
-/// Runs `op`, a request to the API server of kubeconfig context `context`, until it succeeds,
-/// fails permanently, or [`ATTEMPTS`] are used up.
-pub(super) async fn retry<T, F, Fut>(context: &str, mut op: F) -> Result<T, kube::Error>
+/// Runs `op`, a request to `server`, until it succeeds, fails permanently, or [`ATTEMPTS`] are
+/// used up; an outage it rides out is told through `server`.
+pub(super) async fn retry<T, F, Fut>(server: &Server, mut op: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
     let mut attempt = 0;
-    let started = std::time::Instant::now();
+    let began = Instant::now();
     loop {
         attempt += 1;
         match op().await {
             Err(err) if attempt < ATTEMPTS && is_transient(&err) => {
-                // One failure is a blip, told only with -v; the second is an outage a person
-                // waiting on the run should hear about, once.
                 if attempt == TOLD_AFTER {
-                    super::tell_outage(context, &err, longest_wait_after(attempt));
+                    server.failing(&err, began, longest_wait_after(attempt));
                 } else {
                     tracing::debug!(attempt, error = %err, "transient API error; retrying");
                 }
                 tokio::time::sleep(delay(attempt, &err)).await;
             }
-            Ok(answer) if attempt > TOLD_AFTER => {
-                super::tell_recovered(context, started.elapsed());
-                return Ok(answer);
+            result => {
+                // An answer, even a refusal, is the server back; a transport failure or an
+                // overloaded server is not.
+                let answered = match &result {
+                    Ok(_) => true,
+                    Err(err) => matches!(err, kube::Error::Api(_)) && !is_transient(err),
+                };
+                if answered {
+                    server.answered();
+                }
+                return result;
             }
-            result => return result,
         }
     }
 }
 
-/// The consecutive failure at which an outage is told (see [`super::tell_outage`]).
+/// The consecutive failure at which an activity tells an outage (see [`Server::failing`]).
 pub(super) const TOLD_AFTER: u32 = 2;
 
 /// The longest [`backoff`] can wait in all after the `attempt`-th failure (jitter included).
@@ -155,7 +162,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_bounded_number_of_attempts() {
         let mut calls = 0;
-        let result: Result<(), _> = retry("local-1", || {
+        let result: Result<(), _> = retry(&Server::new("local-1".into()), || {
             calls += 1;
             async { Err(status_error(503)) }
         })
@@ -165,9 +172,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_outage_is_told_from_the_second_failure_and_ends_with_an_answer() {
+        let server = Server::new("local-1".into());
+        let told = |server: &Server| server.outage.lock().expect("lock").is_some();
+        // One failure, then an answer: a blip, not told.
+        let mut calls = 0;
+        let result = retry(&server, || {
+            calls += 1;
+            let first = calls == 1;
+            async move {
+                if first {
+                    Err(status_error(503))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert!(result.is_ok() && !told(&server));
+        // Failures to the end: told, and still an outage when the retries give up.
+        let result: Result<(), _> = retry(&server, || async { Err(status_error(503)) }).await;
+        assert!(result.is_err() && told(&server));
+        // Another request is answered, even with a refusal: the outage is over.
+        let result: Result<(), _> = retry(&server, || async { Err(status_error(404)) }).await;
+        assert!(result.is_err() && !told(&server));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn does_not_retry_a_permanent_error() {
         let mut calls = 0;
-        let result: Result<(), _> = retry("local-1", || {
+        let result: Result<(), _> = retry(&Server::new("local-1".into()), || {
             calls += 1;
             async { Err(status_error(422)) }
         })

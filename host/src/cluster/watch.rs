@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::retry::{self, ATTEMPTS};
-use super::{ClusterError, Object};
+use super::{ClusterError, Object, Server};
 
 /// Seconds the server keeps one watch request open; the watch is then resumed.
 const WATCH_SECONDS: u32 = 60;
@@ -45,21 +45,23 @@ impl Failures {
         *self = Failures::default();
     }
 
-    /// Tells the outage once, at its [`retry::TOLD_AFTER`]-th consecutive failure `err`.
-    fn tell(&self, context: &str, err: &kube::Error) {
-        if self.count == retry::TOLD_AFTER {
-            let waited = self.since.map_or(Duration::ZERO, |since| since.elapsed());
-            super::tell_outage(context, err, PATIENCE.saturating_sub(waited));
+    /// Tells `server`'s outage (see [`Server::failing`]) at the [`retry::TOLD_AFTER`]-th
+    /// consecutive failure, `err`.
+    fn tell(&self, server: &Server, err: &kube::Error) {
+        if self.count == retry::TOLD_AFTER
+            && let Some(since) = self.since
+        {
+            server.failing(
+                err,
+                since.into_std(),
+                PATIENCE.saturating_sub(since.elapsed()),
+            );
         }
     }
 
-    /// An event came: the failures are over, and an outage that was told is told as ended.
-    fn recovered(&mut self, context: &str) {
-        if self.count >= retry::TOLD_AFTER
-            && let Some(since) = self.since
-        {
-            super::tell_recovered(context, since.elapsed());
-        }
+    /// An event came: the failures are over, and so is any outage of `server` being told.
+    fn recovered(&mut self, server: &Server) {
+        server.answered();
         self.reset();
     }
 
@@ -76,7 +78,7 @@ impl Failures {
 /// As [`watch_each`].
 pub(super) async fn watch_until<K, T>(
     api: &Api<K>,
-    context: &str,
+    server: &Server,
     object: Object<'_>,
     mut decide: impl FnMut(&K) -> Option<T>,
 ) -> Result<T, ClusterError>
@@ -86,7 +88,7 @@ where
     let mut outcome = None;
     watch_each(
         api,
-        context,
+        server,
         object.kind,
         object.namespace,
         &[object.name],
@@ -116,7 +118,7 @@ where
 /// watch requests spanning [`PATIENCE`], or at once for a failure that is not transient.
 pub(super) async fn watch_each<K>(
     api: &Api<K>,
-    context: &str,
+    server: &Server,
     kind: &'static str,
     ns: &str,
     names: &[&str],
@@ -128,7 +130,7 @@ where
     let mut pending: BTreeSet<&str> = names.iter().copied().collect();
     let listed = names.join("`, `");
     let all = Object::new(kind, ns, &listed);
-    let mut version = read(api, context, kind, ns, &mut pending, &mut done).await?;
+    let mut version = read(api, server, kind, ns, &mut pending, &mut done).await?;
     if pending.is_empty() {
         return Ok(());
     }
@@ -141,7 +143,7 @@ where
         let stream = match api.watch(&params, &version).await {
             Ok(stream) => stream,
             Err(kube::Error::Api(status)) if status.code == 410 => {
-                version = read(api, context, kind, ns, &mut pending, &mut done).await?;
+                version = read(api, server, kind, ns, &mut pending, &mut done).await?;
                 if pending.is_empty() {
                     return Ok(());
                 }
@@ -151,7 +153,7 @@ where
                 if failures.fail() || !retry::is_transient(&err) {
                     return Err(all.api_error("watch", err));
                 }
-                failures.tell(context, &err);
+                failures.tell(server, &err);
                 tokio::time::sleep(failures.backoff().unwrap_or_default()).await;
                 continue;
             }
@@ -160,7 +162,7 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj)) => {
-                    failures.recovered(context);
+                    failures.recovered(server);
                     if let Some(seen) = obj.resource_version() {
                         version = seen;
                     }
@@ -183,7 +185,7 @@ where
                 }
                 Ok(WatchEvent::Error(status)) if status.code == 410 => {
                     // Our version fell out of the server's window: start again from a fresh read.
-                    version = read(api, context, kind, ns, &mut pending, &mut done).await?;
+                    version = read(api, server, kind, ns, &mut pending, &mut done).await?;
                     if pending.is_empty() {
                         return Ok(());
                     }
@@ -201,7 +203,7 @@ where
                     if failures.fail() {
                         return Err(all.api_error("watch", err));
                     }
-                    failures.tell(context, &err);
+                    failures.tell(server, &err);
                     break;
                 }
             }
@@ -216,7 +218,7 @@ where
 /// satisfied with from `pending`; the resource version to watch from.
 async fn read<K>(
     api: &Api<K>,
-    context: &str,
+    server: &Server,
     kind: &'static str,
     ns: &str,
     pending: &mut BTreeSet<&str>,
@@ -226,7 +228,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     let names: Vec<&str> = pending.iter().copied().collect();
-    let (found, version) = read_named(api, context, kind, ns, &names).await?;
+    let (found, version) = read_named(api, server, kind, ns, &names).await?;
     for name in names {
         let obj = found
             .get(name)
@@ -247,7 +249,7 @@ where
 /// [`ClusterError::Api`] when the read fails (after the retries for transient errors).
 pub(super) async fn read_named<K>(
     api: &Api<K>,
-    context: &str,
+    server: &Server,
     kind: &'static str,
     ns: &str,
     names: &[&str],
@@ -256,7 +258,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     if let [name] = names {
-        let found = retry::retry(context, || api.get_opt(name))
+        let found = retry::retry(server, || api.get_opt(name))
             .await
             .map_err(|err| Object::new(kind, ns, name).api_error("read", err))?;
         let version = found
@@ -268,7 +270,7 @@ where
     }
     let listed = names.join("`, `");
     let params = ListParams::default();
-    let list = retry::retry(context, || api.list(&params))
+    let list = retry::retry(server, || api.list(&params))
         .await
         .map_err(|err| Object::new(kind, ns, &listed).api_error("read", err))?;
     let version = list.metadata.resource_version.unwrap_or_default();
