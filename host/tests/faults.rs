@@ -187,7 +187,9 @@ fn faults_while_running_and_waiting_for_the_migration_job_are_retried() {
     ];
     let config = f
         .config()
-        .pre_migration(&["registry", "database", "migrate", "up"])
+        // running 2 s, so tagship's first read finds it running and watches it, however
+        // fast the environment makes pods ready
+        .pre_migration(&["registry", "database", "migrate", "up", "runs-for-ms=2000"])
         .write();
 
     // When a release is deployed

@@ -25,6 +25,9 @@ pub struct Behaviour {
 pub const CRASHLOOP: &str = "crashloop";
 /// Tag (or command/argument) word that makes a Job pod fail.
 pub const FAIL: &str = "fail";
+/// Prefix of a Job command or argument word that keeps the Job's pod running that many
+/// milliseconds (after the start-up delay) before it ends: `runs-for-ms=2000`.
+pub const RUNS_FOR_MS: &str = "runs-for-ms=";
 /// Tag word that makes simulated traffic fail 20% of the time.
 pub const ERRORS: &str = "errors";
 /// Tag word that makes simulated traffic slow.
@@ -66,6 +69,17 @@ pub fn behaviour_of_image(image: &str) -> Behaviour {
 /// Whether a Job container with this image, command and arguments ends `Failed`.
 pub fn job_fails<'a>(image: &str, command_and_args: impl IntoIterator<Item = &'a str>) -> bool {
     behaviour_of_image(image).fails || command_and_args.into_iter().any(|word| word.contains(FAIL))
+}
+
+/// How long a Job pod with these command and argument words runs: the value of its
+/// [`RUNS_FOR_MS`] word, else not at all.
+pub fn job_runs_for<'a>(
+    command_and_args: impl IntoIterator<Item = &'a str>,
+) -> std::time::Duration {
+    command_and_args
+        .into_iter()
+        .find_map(|word| word.strip_prefix(RUNS_FOR_MS)?.parse().ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis)
 }
 
 /// The `env` and `stage` labels of a namespace: `gstg-cny` → (`gstg`, `cny`); `gstg` → (`gstg`, `main`).

@@ -6,7 +6,8 @@
 //! - a tag containing `crashloop` stays `Running` but never Ready: its container waits in
 //!   `CrashLoopBackOff` with a `restartCount` that grows every [`KubeletConfig::crash_every`];
 //! - a Job pod (owned by a Job, or with `restartPolicy` `Never`/`OnFailure`) ends `Succeeded`, or
-//!   `Failed` when a container's tag, command or arguments contain `fail`;
+//!   `Failed` when a container's tag, command or arguments contain `fail`; a command or argument
+//!   word `runs-for-ms=N` keeps it `Running` N ms longer first;
 //! - a pod marked for deletion is deleted at once (what a kubelet does once its containers stopped).
 //!
 //! Status goes through the `status` subresource, so the real controllers compute Deployment,
@@ -22,7 +23,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::conventions::{behaviour_of_image, job_fails};
+use crate::conventions::{behaviour_of_image, job_fails, job_runs_for};
 
 /// How the stand-in behaves. Defaults: ready after 300 ms, a crash-looping container restarts every
 /// 2 s, pods are bound to node `tagship-node`, and every pod is looked at every 100 ms.
@@ -74,6 +75,15 @@ pub fn is_job_pod(pod: &Pod) -> bool {
     owned_by_job || matches!(restart_policy, Some("Never" | "OnFailure"))
 }
 
+/// A container's command and arguments, word by word.
+fn words(c: &k8s_openapi::api::core::v1::Container) -> impl Iterator<Item = &str> {
+    c.command
+        .iter()
+        .chain(c.args.iter())
+        .flatten()
+        .map(String::as_str)
+}
+
 /// What `pod` should look like `elapsed` after the stand-in first saw it.
 pub fn plan(pod: &Pod, elapsed: Duration, config: &KubeletConfig) -> PodPlan {
     if elapsed < config.ready_after {
@@ -86,15 +96,15 @@ pub fn plan(pod: &Pod, elapsed: Duration, config: &KubeletConfig) -> PodPlan {
         .unwrap_or_default();
     let image = |c: &k8s_openapi::api::core::v1::Container| c.image.clone().unwrap_or_default();
     if is_job_pod(pod) {
-        let fails = containers.iter().any(|c| {
-            let words = c
-                .command
-                .iter()
-                .chain(c.args.iter())
-                .flatten()
-                .map(String::as_str);
-            job_fails(&image(c), words)
-        });
+        let runs_for = containers
+            .iter()
+            .map(|c| job_runs_for(words(c)))
+            .max()
+            .unwrap_or_default();
+        if elapsed < config.ready_after + runs_for {
+            return PodPlan::Running;
+        }
+        let fails = containers.iter().any(|c| job_fails(&image(c), words(c)));
         return if fails {
             PodPlan::Failed
         } else {
@@ -408,6 +418,19 @@ mod tests {
             plan(&job_pod("r/migrate:v1", r#""--fail""#), LATER, &config),
             PodPlan::Failed
         );
+    }
+
+    #[test]
+    fn a_job_pod_runs_as_long_as_its_runs_for_word_says_then_ends() {
+        let config = KubeletConfig::default();
+        let pod = job_pod("r/migrate:v1", r#""up", "runs-for-ms=2000""#);
+        let running = config.ready_after + Duration::from_millis(1900);
+        assert_eq!(plan(&pod, running, &config), PodPlan::Running);
+        let ended = config.ready_after + Duration::from_secs(2);
+        assert_eq!(plan(&pod, ended, &config), PodPlan::Succeeded);
+        let failing = job_pod("r/migrate:v1", r#""--fail", "runs-for-ms=2000""#);
+        assert_eq!(plan(&failing, running, &config), PodPlan::Running);
+        assert_eq!(plan(&failing, ended, &config), PodPlan::Failed);
     }
 
     #[test]
