@@ -60,9 +60,7 @@ pub(super) const TOLD_AFTER: u32 = 2;
 
 /// The longest [`backoff`] can wait in all after the `attempt`-th failure (jitter included).
 fn longest_wait_after(attempt: u32) -> Duration {
-    (attempt..ATTEMPTS)
-        .map(|a| BASE.saturating_mul(1 << (a - 1).min(16)).min(CAP) * 3 / 2)
-        .sum()
+    (attempt..ATTEMPTS).map(|a| unjittered(a) * 3 / 2).sum()
 }
 
 /// Whether `err` is worth retrying: overload, server-side failures and broken connections.
@@ -97,10 +95,15 @@ pub(super) fn delay(attempt: u32, err: &kube::Error) -> Duration {
 
 /// Exponential back-off for the `attempt`-th failure (1-based), capped, with up to 50% jitter.
 pub(super) fn backoff(attempt: u32) -> Duration {
-    let exponential = BASE.saturating_mul(1 << attempt.saturating_sub(1).min(16));
-    let delay = exponential.min(CAP);
+    let delay = unjittered(attempt);
     let jitter = u32::try_from(jitter_per_mille()).unwrap_or(0);
     delay + delay * jitter / 2000
+}
+
+/// [`backoff`] before its jitter.
+fn unjittered(attempt: u32) -> Duration {
+    BASE.saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(CAP)
 }
 
 /// A random number in `0..1000`, from the standard library's randomly keyed hasher.
