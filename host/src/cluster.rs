@@ -426,16 +426,11 @@ fn transport_failure(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Whether `error` is a refused TCP connection: nothing listens at the address.
 fn is_refused(error: &kube::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if e.downcast_ref::<std::io::Error>()
+    crate::report::causes(error).any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-        {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    })
 }
 
 /// One object, for messages: ``deployment `registry` in namespace `gitlab-cny` ``.

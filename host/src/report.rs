@@ -35,14 +35,19 @@ pub fn stderr_line(text: &str) {
 /// cause whose text the line already holds: many errors repeat their source's text in their own.
 pub fn one_line(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
+    for cause in error.source().into_iter().flat_map(causes) {
         let told = cause.to_string();
         if !text.contains(&told) {
             text.push_str(": ");
             text.push_str(&told);
         }
-        source = cause.source();
     }
     text
+}
+
+/// `error`, then its source, then that one's, and so on.
+pub fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
 }

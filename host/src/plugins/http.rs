@@ -260,12 +260,10 @@ fn classify(
     url: &Url,
     timeout: Duration,
 ) -> HttpError {
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if let Some(forbidden) = cause.downcast_ref::<ForbiddenAddresses>() {
-            return HttpError::Denied(format!("{method} {url}: {forbidden}"));
-        }
-        source = cause.source();
+    if let Some(forbidden) =
+        crate::report::causes(err).find_map(|cause| cause.downcast_ref::<ForbiddenAddresses>())
+    {
+        return HttpError::Denied(format!("{method} {url}: {forbidden}"));
     }
     if err.is_timeout() {
         HttpError::Timeout(format!(
