@@ -498,29 +498,29 @@ fn view_meta<'de, const OWNED: bool, D: serde::Deserializer<'de>>(
         annotations: Option<BTreeMap<String, String>>,
         managed_fields: Option<M>,
     }
-    let m = if OWNED {
-        Meta::<Vec<ManagedEntry>>::deserialize(d)?
-    } else {
-        let m = Meta::<IgnoredAny>::deserialize(d)?;
-        Meta {
-            name: m.name,
-            namespace: m.namespace,
-            generation: m.generation,
-            resource_version: m.resource_version,
-            annotations: m.annotations,
-            managed_fields: None,
+    impl<M> Meta<M> {
+        fn object_meta(self) -> (ObjectMeta, Option<M>) {
+            let meta = ObjectMeta {
+                name: self.name,
+                namespace: self.namespace,
+                generation: self.generation,
+                resource_version: self.resource_version,
+                annotations: self.annotations,
+                ..ObjectMeta::default()
+            };
+            (meta, self.managed_fields)
         }
-    };
-    Ok(ViewMeta {
-        meta: ObjectMeta {
-            name: m.name,
-            namespace: m.namespace,
-            generation: m.generation,
-            resource_version: m.resource_version,
-            annotations: m.annotations,
-            ..ObjectMeta::default()
-        },
-        owned: owned_by(m.managed_fields.unwrap_or_default(), FIELD_MANAGER),
+    }
+    Ok(if OWNED {
+        let (meta, managed) = Meta::<Vec<ManagedEntry>>::deserialize(d)?.object_meta();
+        let owned = owned_by(managed.unwrap_or_default(), FIELD_MANAGER);
+        ViewMeta { meta, owned }
+    } else {
+        let (meta, _) = Meta::<IgnoredAny>::deserialize(d)?.object_meta();
+        ViewMeta {
+            meta,
+            owned: Owned::default(),
+        }
     })
 }
 
