@@ -125,7 +125,7 @@ impl KubeCluster {
         // kube-rs sets no read timeout: an API server that accepts a request and never answers
         // would hang the run (and its lock release) for as long as it stalls.
         config.read_timeout = Some(READ_TIMEOUT);
-        let server = config
+        let url = config
             .cluster_url
             .to_string()
             .trim_end_matches('/')
@@ -133,15 +133,15 @@ impl KubeCluster {
         let connect_error = |source: kube::Error| match &source {
             kube::Error::Api(status) if status.code == 401 => ClusterError::Unauthorized {
                 context: context.clone(),
-                server: server.clone(),
+                server: url.clone(),
             },
             _ if is_refused(&source) => ClusterError::Refused {
                 context: context.clone(),
-                server: server.clone(),
+                server: url.clone(),
             },
             _ => ClusterError::Connect {
                 context: context.clone(),
-                server: server.clone(),
+                server: url.clone(),
                 source: KubeError(source),
             },
         };
