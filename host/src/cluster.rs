@@ -28,6 +28,7 @@ mod deployment;
 mod history;
 mod job;
 mod lease;
+mod pods;
 mod retry;
 mod watch;
 
@@ -40,14 +41,18 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
 pub use deployment::{
-    ApplyOutcome, LiveDeployment, PROGRESS_DEADLINE_EXCEEDED, RolloutOutcome, RolloutState,
+    ApplyOutcome, LiveDeployment, PROGRESS_DEADLINE_EXCEEDED, PodTemplate, RolloutOutcome,
+    RolloutState,
 };
 pub use history::{HISTORY_KEY, HISTORY_LIMIT};
-pub use job::{JOB_CONTAINER, JobOutcome, JobSpec, job_outcome};
+pub use job::{
+    JobOutcome, JobSpec, MigrationRun, TemplateError, job_body, job_outcome, migration_pod,
+};
 pub use lease::{
     ANNOTATION_PIPELINE_URL, ANNOTATION_REASON, ANNOTATION_SINCE, Holder, LockAttempt, LockInfo,
     lock_info,
 };
+pub use pods::{PodFailure, PodView, pod_failure};
 
 /// How long a response may keep tagship waiting between two reads before the request fails
 /// (and, where idempotent, is retried). A quiet watch hitting it is resumed, not failed.
@@ -78,7 +83,9 @@ impl fmt::Debug for KubeCluster {
 
 impl KubeCluster {
     /// Connects to `context` of the kubeconfig at `kubeconfig` (`None`: `$KUBECONFIG`, then
-    /// `~/.kube/config`); `context` `None` means the kubeconfig's current context.
+    /// `~/.kube/config`, then the pod's service account when running in a pod, as
+    /// `kubectl` and client-go do); `context` `None` means the kubeconfig's current context
+    /// (there is none in a pod: the cluster is called [`IN_CLUSTER`]).
     ///
     /// Asks the server for its version once, so a wrong address or credential fails here and not
     /// in the middle of a deploy.
@@ -86,40 +93,31 @@ impl KubeCluster {
         kubeconfig: Option<&Path>,
         context: Option<&str>,
     ) -> Result<Self, ClusterError> {
-        let file = match kubeconfig {
-            Some(path) => Kubeconfig::read_from(path),
-            None => Kubeconfig::read(),
-        }
-        .map_err(|source| ClusterError::Kubeconfig {
-            path: kubeconfig.map(Path::to_path_buf),
-            source,
-        })?;
-        let context = match context {
-            Some(name) => name.to_owned(),
-            None => file
-                .current_context
-                .clone()
-                .ok_or_else(|| ClusterError::NoContext {
-                    path: kubeconfig.map(Path::to_path_buf),
-                })?,
+        let (mut config, context) = match credentials(kubeconfig)? {
+            Credentials::Kubeconfig { file, path } => {
+                let context = resolve_context(&file, path.as_deref(), context)?;
+                let options = KubeConfigOptions {
+                    context: Some(context.clone()),
+                    ..KubeConfigOptions::default()
+                };
+                let config = Config::from_custom_kubeconfig(*file, &options)
+                    .await
+                    .map_err(|source| ClusterError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    })?;
+                (config, context)
+            }
+            Credentials::InCluster => {
+                if let Some(context) = context {
+                    return Err(ClusterError::NoKubeconfigForContext {
+                        context: context.to_owned(),
+                    });
+                }
+                let config = Config::incluster().map_err(ClusterError::InCluster)?;
+                (config, IN_CLUSTER.to_owned())
+            }
         };
-        if !file.contexts.iter().any(|c| c.name == context) {
-            return Err(ClusterError::UnknownContext {
-                path: kubeconfig.map(Path::to_path_buf),
-                context,
-                known: file.contexts.iter().map(|c| c.name.clone()).collect(),
-            });
-        }
-        let options = KubeConfigOptions {
-            context: Some(context.clone()),
-            ..KubeConfigOptions::default()
-        };
-        let mut config = Config::from_custom_kubeconfig(file, &options)
-            .await
-            .map_err(|source| ClusterError::Kubeconfig {
-                path: kubeconfig.map(Path::to_path_buf),
-                source,
-            })?;
         // One retry policy, ours (see the module's guarantees), not two stacked.
         config.default_retry = false;
         // kube-rs sets no read timeout: an API server that accepts a request and never answers
@@ -178,6 +176,98 @@ impl KubeCluster {
     }
 }
 
+/// The name of the cluster tagship runs in, when it uses the pod's service account.
+pub const IN_CLUSTER: &str = "in-cluster";
+
+/// Where a connection's credentials come from.
+pub enum Credentials {
+    /// A kubeconfig, read.
+    Kubeconfig {
+        /// The file read.
+        file: Box<Kubeconfig>,
+        /// Its path, when one was given; `None` for `$KUBECONFIG` or `~/.kube/config`.
+        path: Option<PathBuf>,
+    },
+    /// The service account of the pod tagship runs in (`KUBERNETES_SERVICE_HOST` and the
+    /// token and CA mounted under `/var/run/secrets/kubernetes.io/serviceaccount`).
+    InCluster,
+}
+
+/// The credentials a connection with `kubeconfig` (`None`: the default lookup) would use:
+/// the file given; else `$KUBECONFIG`; else `~/.kube/config` if it exists; else the pod's
+/// service account if tagship runs in a pod.
+///
+/// # Errors
+///
+/// [`ClusterError::Kubeconfig`] or [`ClusterError::KubeconfigVariable`] for a kubeconfig that
+/// cannot be read; [`ClusterError::NoCredentials`] when there is neither a kubeconfig nor a pod.
+pub fn credentials(kubeconfig: Option<&Path>) -> Result<Credentials, ClusterError> {
+    if let Some(path) = kubeconfig {
+        return Kubeconfig::read_from(path)
+            .map(|file| Credentials::Kubeconfig {
+                file: Box::new(file),
+                path: Some(path.to_owned()),
+            })
+            .map_err(|source| ClusterError::Kubeconfig {
+                path: Some(path.to_owned()),
+                source,
+            });
+    }
+    if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        return Kubeconfig::read()
+            .map(|file| Credentials::Kubeconfig {
+                file: Box::new(file),
+                path: None,
+            })
+            .map_err(|source| ClusterError::KubeconfigVariable {
+                value: value.to_string_lossy().into_owned(),
+                source,
+            });
+    }
+    if let Some(home) = dirs::home_dir().map(|h| h.join(".kube").join("config"))
+        && home.exists()
+    {
+        return Kubeconfig::read_from(&home)
+            .map(|file| Credentials::Kubeconfig {
+                file: Box::new(file),
+                path: Some(home.clone()),
+            })
+            .map_err(|source| ClusterError::Kubeconfig {
+                path: Some(home),
+                source,
+            });
+    }
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return Ok(Credentials::InCluster);
+    }
+    Err(ClusterError::NoCredentials)
+}
+
+/// The context to use of `file`: `asked`, else its current context; it must exist.
+pub fn resolve_context(
+    file: &Kubeconfig,
+    path: Option<&Path>,
+    asked: Option<&str>,
+) -> Result<String, ClusterError> {
+    let context = match asked {
+        Some(name) => name.to_owned(),
+        None => file
+            .current_context
+            .clone()
+            .ok_or_else(|| ClusterError::NoContext {
+                path: path.map(Path::to_path_buf),
+            })?,
+    };
+    if !file.contexts.iter().any(|c| c.name == context) {
+        return Err(ClusterError::UnknownContext {
+            path: path.map(Path::to_path_buf),
+            context,
+            known: file.contexts.iter().map(|c| c.name.clone()).collect(),
+        });
+    }
+    Ok(context)
+}
+
 /// What went wrong talking to a cluster. Every variant names the object it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -190,6 +280,35 @@ pub enum ClusterError {
         #[source]
         source: KubeconfigError,
     },
+    /// `$KUBECONFIG` names files that cannot be read as a kubeconfig.
+    #[error("cannot load the kubeconfig that $KUBECONFIG names (`{value}`)")]
+    KubeconfigVariable {
+        /// The variable's value.
+        value: String,
+        /// What kube-rs reported.
+        #[source]
+        source: KubeconfigError,
+    },
+    /// No kubeconfig anywhere, and not in a pod.
+    #[error(
+        "no Kubernetes credentials: there is no kubeconfig (`kubeconfig` in the configuration, \
+         $KUBECONFIG, or ~/.kube/config) and tagship does not run in a pod \
+         (KUBERNETES_SERVICE_HOST is unset); point `kubeconfig` or $KUBECONFIG at one"
+    )]
+    NoCredentials,
+    /// A context was named, but the credentials are the pod's service account.
+    #[error(
+        "context `{context}` needs a kubeconfig, and there is none (tagship runs in a pod, with \
+         its service account for the cluster it runs in); point `kubeconfig` or $KUBECONFIG at \
+         one that has the context, or leave `clusters` out to deploy to this cluster"
+    )]
+    NoKubeconfigForContext {
+        /// The context.
+        context: String,
+    },
+    /// Running in a pod, but its service account cannot be read.
+    #[error("cannot use the pod's service account")]
+    InCluster(#[source] kube::config::InClusterError),
     /// The kubeconfig names no current context and none was given.
     #[error("kubeconfig{} has no current context; name one", path_suffix(path.as_deref()))]
     NoContext {

@@ -43,8 +43,8 @@ pub(crate) use names::quoted_list;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use schema::{
-    Bake, Component, Config, Gate, Lock, Migration, Migrations, OnUnknown, Plugin, PluginLimits,
-    PluginSource, PostMigration, Stage, Workload,
+    Bake, Component, Config, ContainerRef, Gate, Lock, Migration, Migrations, OnUnknown, Pin,
+    Plugin, PluginLimits, PluginSource, PostMigration, Stage, Workload,
 };
 
 use error::Problem;
@@ -182,6 +182,23 @@ impl Config {
     /// Kubernetes client's default (`$KUBECONFIG`, else `~/.kube/config`).
     pub fn kubeconfig_for<'a>(&'a self, stage: &'a Stage) -> Option<&'a Path> {
         stage.kubeconfig.as_deref().or(self.kubeconfig.as_deref())
+    }
+
+    /// The image repository `stage` deploys: its own `image`, else `[component].image`.
+    pub fn repository_for<'a>(&'a self, stage: &'a Stage) -> &'a str {
+        stage.image.as_deref().unwrap_or(&self.component.image)
+    }
+
+    /// The repositories whose containers are the component's in `stage`: the component's
+    /// image and the stage's own `image`, if it has one.
+    pub fn component_repositories<'a>(&'a self, stage: &'a Stage) -> Vec<&'a str> {
+        let mut repositories = vec![self.component.image.as_str()];
+        if let Some(image) = stage.image.as_deref()
+            && image != self.component.image
+        {
+            repositories.push(image);
+        }
+        repositories
     }
 
     /// The settings of plugin `plugin` for `stage`: `[plugins.NAME].config` with

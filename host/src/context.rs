@@ -52,6 +52,42 @@ pub struct DeployContext {
     pub app_version: Option<String>,
 }
 
+impl DeployContext {
+    /// The clusters its workloads live in, each once, in order.
+    pub fn clusters(&self) -> Vec<&str> {
+        let mut clusters: Vec<&str> = Vec::new();
+        for w in &self.workloads {
+            if !clusters.contains(&w.cluster.as_str()) {
+                clusters.push(&w.cluster);
+            }
+        }
+        clusters
+    }
+
+    /// The same context narrowed to the workloads of `cluster`: what a check of one cluster of
+    /// a stage receives.
+    #[must_use]
+    pub fn for_cluster(&self, cluster: &str) -> DeployContext {
+        DeployContext {
+            workloads: self
+                .workloads
+                .iter()
+                .filter(|w| w.cluster == cluster)
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// The value its workloads share for `field` (their cluster, their namespace), when they
+    /// share one: what `{{cluster}}` and `{{namespace}}` mean in a plugin's configuration.
+    pub fn shared(&self, field: impl Fn(&WorkloadVersion) -> &str) -> Option<&str> {
+        let mut values = self.workloads.iter().map(field);
+        let first = values.next()?;
+        values.all(|v| v == first).then_some(first)
+    }
+}
+
 /// The shape of the deploy context, for `--help` texts.
 pub const DEPLOY_CONTEXT_HELP: &str = r#"The input is the deploy context as JSON:
   {"component": "registry", "version": "v3.1.0", "stage": "gstg-cny", "environment": "gstg",
@@ -193,6 +229,41 @@ mod tests {
         assert_eq!(ctx.stage, "gstg-cny");
         assert!(ctx.workloads.is_empty());
         assert_eq!(ctx.app_version, None);
+    }
+
+    #[test]
+    fn a_cluster_s_context_holds_its_own_workloads_and_names_what_they_share() {
+        let w = |cluster: &str, namespace: &str| WorkloadVersion {
+            cluster: cluster.into(),
+            namespace: namespace.into(),
+            workload: "registry".into(),
+            container: "registry".into(),
+            image: "r:v1".into(),
+            version: Some("v1".into()),
+        };
+        let ctx: DeployContext = DeployContext {
+            workloads: vec![w("a", "gitlab"), w("b", "gitlab"), w("a", "gitlab")],
+            ..serde_json::from_str(
+                r#"{"component":"r","version":"v2","stage":"gprd","environment":"gprd"}"#,
+            )
+            .unwrap()
+        };
+        assert_eq!(ctx.clusters(), ["a", "b"]);
+        assert_eq!(ctx.shared(|w| &w.cluster), None, "two clusters");
+        assert_eq!(ctx.shared(|w| &w.namespace), Some("gitlab"));
+        let b = ctx.for_cluster("b");
+        assert_eq!(b.workloads.len(), 1);
+        assert_eq!(b.shared(|w| &w.cluster), Some("b"));
+        assert_eq!(b.stage, "gprd");
+        assert_eq!(
+            DeployContext {
+                workloads: vec![],
+                ..b
+            }
+            .shared(|w| &w.cluster),
+            None,
+            "no workloads, nothing shared"
+        );
     }
 
     #[test]

@@ -16,15 +16,16 @@ use crate::cluster::{
 use crate::config::{self, Config, OnUnknown, Stage};
 use crate::context::{DeployContext, Event, EventKind};
 use crate::lifecycle::ports::{
-    CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt,
-    Migration, Notify, PortError, Reporter, StageLive, WorkloadLive,
+    ApplyPreview, CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder,
+    ImageChange, JobPreview, LockAttempt, Migration, Notify, PortError, Reporter, StageLive,
+    WorkloadLive,
 };
 use crate::lifecycle::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
 use crate::plugins::{
     Grants, Limits, Plugin, PluginError, PluginHost, PluginKind, PluginSpec, Source,
 };
 use crate::verdict::HealthStatus;
-use crate::version::{Version, image_tag};
+use crate::version::{Version, image_repository, image_tag};
 
 /// Annotation: the component version tagship applied.
 pub const ANNOTATION_VERSION: &str = "tagship.io/version";
@@ -120,6 +121,9 @@ pub struct KubePorts<'a> {
     /// Where rollout progress goes.
     reporter: &'a (dyn Reporter + Sync),
     connections: Mutex<HashMap<ConnectionKey, std::sync::Arc<OnceCell<KubeCluster>>>>,
+    /// Digests resolved for `pin = "digest"`, by `repository:tag`: asked once per run, so every
+    /// cluster, workload and migration of a release runs the same image.
+    digests: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
 /// A port error carrying the whole cause chain ("cannot load kubeconfig: file not found").
@@ -135,6 +139,7 @@ impl<'a> KubePorts<'a> {
             holder,
             reporter: &crate::progress::Lines,
             connections: Mutex::new(HashMap::new()),
+            digests: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -209,25 +214,136 @@ impl<'a> KubePorts<'a> {
         Ok((cluster, ns))
     }
 
-    fn image(&self, version: &Version) -> String {
-        format!(
-            "{}:{}",
-            self.config.component.image,
-            self.config.component.tag.render(version)
-        )
+    /// The image of `version` in `stage`: its repository (the stage's own `image`, else the
+    /// component's) and tag, with the tag's digest when `pin = "digest"`.
+    async fn image(&self, stage: &Stage, version: &Version) -> Result<String, PortError> {
+        let repository = self.config.repository_for(stage);
+        let tag = self.config.component.tag.render(version);
+        let reference = format!("{repository}:{tag}");
+        if self.config.component.pin == config::Pin::Tag {
+            return Ok(reference);
+        }
+        let mut digests = self.digests.lock().await;
+        if let Some(digest) = digests.get(&reference) {
+            return Ok(format!("{reference}@{digest}"));
+        }
+        let component = &self.config.component;
+        let credentials = match &component.registry_credentials {
+            Some((user, password)) => {
+                let read = |name: &str| {
+                    std::env::var(name).map_err(|_| {
+                        PortError(format!(
+                            "`registry_user_env`/`registry_password_env` in [component] of {} name the environment variable `{name}`, which is not set",
+                            self.config.path.display()
+                        ))
+                    })
+                };
+                Some(crate::registry::Credentials {
+                    user: read(user)?,
+                    password: read(password)?,
+                })
+            }
+            None => None,
+        };
+        // `registry_url` is the component's registry; a stage's own `image` (a mirror) is
+        // asked at its own host.
+        let base_url = match stage.image {
+            Some(_) => None,
+            None => component.registry_url.as_deref(),
+        };
+        let target = crate::registry::Repository::of(repository, base_url);
+        let digest = crate::registry::resolve_digest(&target, &tag, credentials.as_ref())
+            .await
+            .map_err(|e| PortError(format!("cannot pin `{reference}` by digest: {e}")))?;
+        self.reporter.step(
+            Some(&stage.name),
+            &format!("`{reference}` is {digest} (pin = \"digest\")"),
+        );
+        digests.insert(reference.clone(), digest.clone());
+        Ok(format!("{reference}@{digest}"))
     }
 
     /// Applies `version` to every workload of every cluster of the stage, concurrently;
-    /// `dry_run` asks the server to validate only.
+    /// `dry_run` asks the server to validate only. Says which images change.
     async fn apply_all(
         &self,
         plan: &StagePlan,
         version: &Version,
         previous: Option<&Version>,
         dry_run: bool,
-    ) -> Result<(), PortError> {
+    ) -> Result<ApplyPreview, PortError> {
         let stage = self.stage(&plan.name)?;
-        let image = self.image(version);
+        let image = self.image(stage, version).await?;
+        let annotations = self.annotations(version, previous);
+        let clusters = self.clusters(stage).await?;
+        let names = stage.deployment_names();
+        let repositories = self.config.component_repositories(stage);
+        let changes = Mutex::new(Vec::new());
+        let (names, annotations_sent) = (&names, &annotations);
+        let applies = clusters.iter().map(|cluster| {
+            // The containers of each workload, named by the apply's own read (which the stage's
+            // first read already checked: an error here means it changed since, and the
+            // workload is left alone).
+            let images_of = |live: &crate::cluster::LiveDeployment| {
+                let containers = stage
+                    .workloads
+                    .iter()
+                    .find(|w| w.deployment == live.name)
+                    .and_then(|w| component_containers(w, live, &repositories).ok())
+                    .unwrap_or_default();
+                let mut changes = changes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                containers
+                    .into_iter()
+                    .map(|container| {
+                        let before = live.image_of(&container).cloned().unwrap_or_default();
+                        if before != image {
+                            changes.push(ImageChange {
+                                cluster: cluster.context().to_owned(),
+                                workload: live.name.clone(),
+                                container: container.clone(),
+                                before,
+                                after: image.clone(),
+                            });
+                        }
+                        (container, image.clone())
+                    })
+                    .collect()
+            };
+            async move {
+                cluster
+                    .apply_images_each(
+                        &stage.namespace,
+                        names,
+                        images_of,
+                        annotations_sent,
+                        dry_run,
+                    )
+                    .await
+            }
+        });
+        for result in join_all(applies).await {
+            result.map_err(port)?;
+        }
+        let mut changes = changes
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        changes.sort_by(|a, b| {
+            (&a.cluster, &a.workload, &a.container).cmp(&(&b.cluster, &b.workload, &b.container))
+        });
+        Ok(ApplyPreview {
+            changes,
+            annotations,
+        })
+    }
+
+    /// The audit annotations an apply of `version` writes (the empty ones left out).
+    fn annotations(
+        &self,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> BTreeMap<String, String> {
         let mut annotations = BTreeMap::from([
             (ANNOTATION_VERSION.to_owned(), version.to_string()),
             (ANNOTATION_BY.to_owned(), self.holder.id.clone()),
@@ -242,27 +358,7 @@ impl<'a> KubePorts<'a> {
             ),
         ]);
         annotations.retain(|_, v| !v.is_empty());
-        let clusters = self.clusters(stage).await?;
-        let names = stage.deployment_names();
-        // A workload with no `containers` means all of them, named by the apply's own read.
-        let images_of = |live: &crate::cluster::LiveDeployment| {
-            stage
-                .workloads
-                .iter()
-                .find(|w| w.deployment == live.name)
-                .map(|workload| containers_of(workload, live))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|container| (container, image.clone()))
-                .collect()
-        };
-        let applies = clusters.iter().map(|cluster| {
-            cluster.apply_images_each(&stage.namespace, &names, images_of, &annotations, dry_run)
-        });
-        for result in join_all(applies).await {
-            result.map_err(port)?;
-        }
-        Ok(())
+        annotations
     }
 
     /// Who holds the lock of `environment`, if anyone (read only).
@@ -292,15 +388,54 @@ impl<'a> KubePorts<'a> {
     }
 }
 
-fn containers_of(
+/// The containers (and init containers) of `live` whose image tagship sets for `workload`:
+/// those it names, each of which must run one of `repositories`; by default every one running
+/// one of them. The error completes a sentence about the Deployment ("… has no container …").
+fn component_containers(
     workload: &config::Workload,
     live: &crate::cluster::LiveDeployment,
-) -> Vec<String> {
+    repositories: &[&str],
+) -> Result<Vec<String>, String> {
+    let is_component = |image: &str| repositories.contains(&image_repository(image));
+    let has = || {
+        live.all_images()
+            .map(|(name, image)| format!("`{name}` ({image})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if workload.containers.is_empty() {
-        live.images.keys().cloned().collect()
-    } else {
-        workload.containers.clone()
+        let containers: Vec<String> = live
+            .all_images()
+            .filter(|(_, image)| is_component(image))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if containers.is_empty() {
+            return Err(format!(
+                "runs no container of the component's image {} (it has: {}); name the container in `containers` of the workload, or fix the image repository (`image` in [component] or the stage)",
+                crate::config::quoted_list(repositories.iter().copied()),
+                has()
+            ));
+        }
+        return Ok(containers);
     }
+    for name in &workload.containers {
+        match live.image_of(name) {
+            None => {
+                return Err(format!(
+                    "has no container `{name}` (it has: {}); fix `containers` of the workload",
+                    has()
+                ));
+            }
+            Some(image) if !is_component(image) => {
+                return Err(format!(
+                    "has container `{name}` running `{image}`, not the component's image {}; tagship changes only the component's containers: remove `{name}` from `containers` of the workload",
+                    crate::config::quoted_list(repositories.iter().copied())
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(workload.containers.clone())
 }
 
 impl Cluster for KubePorts<'_> {
@@ -308,6 +443,7 @@ impl Cluster for KubePorts<'_> {
         let stage = self.stage(&plan.name)?;
         let clusters = self.clusters(stage).await?;
         let names = stage.deployment_names();
+        let repositories = self.config.component_repositories(stage);
         let reads = clusters
             .iter()
             .map(|cluster| cluster.deployments(&stage.namespace, &names));
@@ -323,35 +459,32 @@ impl Cluster for KubePorts<'_> {
                         cluster.context()
                     ))
                 })?;
-                // A container named in tagship.toml must exist: found here, at the first read,
-                // a typo stops the stage before the lock, the checks and the migrations.
-                if let Some(missing) = workload
-                    .containers
-                    .iter()
-                    .find(|c| !live.images.contains_key(*c))
-                {
-                    let has: Vec<&str> = live.images.keys().map(String::as_str).collect();
-                    return Err(PortError(format!(
-                        "deployment `{}` in namespace `{}` of cluster `{}` has no container `{missing}` (it has: {}); fix `containers` of the workload in {}",
-                        workload.deployment,
-                        stage.namespace,
-                        cluster.context(),
-                        has.join(", "),
-                        self.config.path.display()
-                    )));
-                }
+                // Found here, at the first read, a wrong container stops the stage before the
+                // lock, the checks and the migrations.
+                let containers =
+                    component_containers(workload, live, &repositories).map_err(|problem| {
+                        PortError(format!(
+                            "deployment `{}` in namespace `{}` of cluster `{}` {problem} (in {})",
+                            workload.deployment,
+                            stage.namespace,
+                            cluster.context(),
+                            self.config.path.display()
+                        ))
+                    })?;
                 let complete =
                     matches!(live.rollout_state(), crate::cluster::RolloutState::Complete);
                 let previous = live
                     .annotations
                     .get(ANNOTATION_PREVIOUS)
                     .and_then(|v| v.parse().ok());
-                for container in containers_of(workload, live) {
-                    let image = live.images.get(&container).cloned().unwrap_or_default();
+                for container in containers {
+                    let image = live.image_of(&container).cloned().unwrap_or_default();
                     workloads.push(WorkloadLive {
                         cluster: cluster.context().to_owned(),
+                        namespace: stage.namespace.clone(),
                         name: format!("{}/{container}", workload.deployment),
                         version: self.version_of(&image),
+                        image,
                         previous: previous.clone(),
                         complete,
                     });
@@ -394,49 +527,34 @@ impl Cluster for KubePorts<'_> {
         kind: Migration,
         version: &Version,
     ) -> Result<Completion, PortError> {
-        let stage = self.stage(&plan.name)?;
-        let (job, label) = match kind {
-            Migration::Pre => (self.config.migrations.pre.as_ref(), "pre"),
-            Migration::Post => (self.config.migrations.post.as_ref().map(|p| &p.job), "post"),
-        };
-        let Some(job) = job else {
+        let Some(migration) = self.migration(plan, kind, version).await? else {
             return Ok(Completion::Succeeded);
         };
-        let cluster = self.clusters(stage).await?.remove(0);
-        let spec = JobSpec {
-            name: job_name(
-                &self.config.component.name,
-                label,
-                version,
-                &stage.environment,
-            ),
-            image: self.image(version),
-            command: job.command.clone(),
-            args: job.args.clone(),
-            env: job.env.clone(),
-            service_account: job.service_account.clone(),
-            backoff_limit: i32::try_from(job.backoff_limit).unwrap_or(0),
-            labels: BTreeMap::from([
-                (
-                    "app.kubernetes.io/managed-by".to_owned(),
-                    "tagship".to_owned(),
-                ),
-                ("tagship.io/migration".to_owned(), label.to_owned()),
-            ]),
-        };
-        match cluster
-            .run_job(&stage.namespace, &spec, job.timeout)
+        let job = format!(
+            "Job `{}` in namespace `{}` of cluster `{}`",
+            migration.spec.name,
+            migration.namespace,
+            migration.cluster.context()
+        );
+        let logs = format!(
+            "see `kubectl --context {} -n {} logs job/{}`",
+            migration.cluster.context(),
+            migration.namespace,
+            migration.spec.name
+        );
+        match migration
+            .cluster
+            .run_job(&migration.namespace, &migration.spec, migration.timeout)
             .await
             .map_err(port)?
         {
             JobOutcome::Succeeded => Ok(Completion::Succeeded),
-            JobOutcome::Failed { reason } => {
-                Ok(Completion::Failed(format!("Job `{}`: {reason}", spec.name)))
-            }
+            JobOutcome::Failed { reason } => Ok(Completion::Failed(format!(
+                "{job} failed: {reason}; {logs}"
+            ))),
             JobOutcome::TimedOut => Ok(Completion::Failed(format!(
-                "Job `{}` did not finish within {}s",
-                spec.name,
-                job.timeout.as_secs()
+                "{job} did not finish within {}s (it keeps running); {logs}",
+                migration.timeout.as_secs()
             ))),
         }
     }
@@ -447,7 +565,8 @@ impl Cluster for KubePorts<'_> {
         version: &Version,
         previous: Option<&Version>,
     ) -> Result<(), PortError> {
-        self.apply_all(plan, version, previous, false).await
+        self.apply_all(plan, version, previous, false).await?;
+        Ok(())
     }
 
     async fn validate_apply(
@@ -455,8 +574,28 @@ impl Cluster for KubePorts<'_> {
         plan: &StagePlan,
         version: &Version,
         previous: Option<&Version>,
-    ) -> Result<(), PortError> {
+    ) -> Result<ApplyPreview, PortError> {
         self.apply_all(plan, version, previous, true).await
+    }
+
+    async fn migration_job(
+        &self,
+        plan: &StagePlan,
+        kind: Migration,
+        version: &Version,
+        validate: bool,
+    ) -> Result<Option<JobPreview>, PortError> {
+        let Some(migration) = self.migration(plan, kind, version).await? else {
+            return Ok(None);
+        };
+        if validate {
+            migration
+                .cluster
+                .validate_job(&migration.namespace, &migration.spec)
+                .await
+                .map_err(port)?;
+        }
+        Ok(Some(migration.preview))
     }
 
     async fn wait_rollout(&self, plan: &StagePlan) -> Result<Completion, PortError> {
@@ -493,6 +632,7 @@ impl Cluster for KubePorts<'_> {
                         &stage.namespace,
                         names,
                         stage.rollout_timeout,
+                        stage.fail_fast.then_some(stage.restarts_allowed),
                         &mut progress,
                     )
                     .await
@@ -505,7 +645,10 @@ impl Cluster for KubePorts<'_> {
                             cluster.context()
                         );
                         match outcomes.get(*deployment)? {
-                            RolloutOutcome::Complete => None,
+                            RolloutOutcome::Complete | RolloutOutcome::Unfinished => None,
+                            RolloutOutcome::PodFailed(failure) => {
+                                Some(format!("{name}: {}", failure.message))
+                            }
                             // The controller's message ends with a full stop; the line
                             // goes on ("…; rolling back").
                             RolloutOutcome::Failed { reason, message } => Some(format!(
@@ -577,6 +720,304 @@ impl Cluster for KubePorts<'_> {
             .await
             .map_err(port)
     }
+}
+
+/// A migration Job ready to run, and what it is for people.
+struct MigrationJob {
+    cluster: KubeCluster,
+    namespace: String,
+    spec: JobSpec,
+    timeout: std::time::Duration,
+    preview: JobPreview,
+}
+
+impl KubePorts<'_> {
+    /// The workload and container a migration Job runs as (`wanted`, else the first container
+    /// of the component's image in the stage's first workload), with the workload's pod
+    /// template.
+    async fn migration_source(
+        &self,
+        stage: &Stage,
+        cluster: &KubeCluster,
+        wanted: Option<&config::ContainerRef>,
+        label: &str,
+    ) -> Result<(String, String, crate::cluster::PodTemplate), PortError> {
+        let ns = &stage.namespace;
+        let repositories = self.config.component_repositories(stage);
+        let runs_component = |image: &str| repositories.contains(&image_repository(image));
+        let where_ = format!(
+            "`container` of [migrations.{label}] in {}",
+            self.config.path.display()
+        );
+        let candidates: Vec<&str> = match wanted.and_then(|c| c.deployment.as_deref()) {
+            Some(deployment) => vec![deployment],
+            None => stage.deployment_names(),
+        };
+        for deployment in candidates {
+            let template = cluster.pod_template(ns, deployment).await.map_err(port)?;
+            let containers = pod_containers(&template, false);
+            let container = match wanted {
+                Some(wanted) => containers
+                    .iter()
+                    .find(|(name, _)| *name == wanted.container),
+                None => containers.iter().find(|(_, image)| runs_component(image)),
+            };
+            if let Some((name, _)) = container {
+                return Ok((deployment.to_owned(), name.clone(), template));
+            }
+            if wanted.is_none() {
+                // By default the stage's first workload is the one.
+                return Err(PortError(format!(
+                    "the migration Job runs in a workload's pod, and deployment `{deployment}` in namespace `{ns}` of cluster `{}` runs no container of the component's image {}; name one with {where_}",
+                    cluster.context(),
+                    crate::config::quoted_list(repositories.iter().copied())
+                )));
+            }
+        }
+        let wanted = wanted.map(|c| c.container.as_str()).unwrap_or_default();
+        Err(PortError(format!(
+            "no workload of stage `{}` has a container `{wanted}` for the migration Job (in namespace `{ns}` of cluster `{}`); fix {where_}",
+            stage.name,
+            cluster.context()
+        )))
+    }
+
+    /// The migration Job `kind` of `version` in the stage: built from the pod template of the
+    /// workload container `[migrations.*].container` names (by default the first container of
+    /// the component's image in the stage's first workload), in the stage's first cluster.
+    /// `None` when no such migration is configured.
+    async fn migration(
+        &self,
+        plan: &StagePlan,
+        kind: Migration,
+        version: &Version,
+    ) -> Result<Option<MigrationJob>, PortError> {
+        let stage = self.stage(&plan.name)?;
+        let (job, label) = match kind {
+            Migration::Pre => (self.config.migrations.pre.as_ref(), "pre"),
+            Migration::Post => (self.config.migrations.post.as_ref().map(|p| &p.job), "post"),
+        };
+        let Some(job) = job else {
+            return Ok(None);
+        };
+        let cluster = self.clusters(stage).await?.remove(0);
+        let ns = &stage.namespace;
+        let repositories = self.config.component_repositories(stage);
+        let runs_component = |image: &str| repositories.contains(&image_repository(image));
+        let (deployment, container, template) = self
+            .migration_source(stage, &cluster, job.container.as_ref(), label)
+            .await?;
+        let image = self.image(stage, version).await?;
+        let init_images = pod_containers(&template, true)
+            .into_iter()
+            .filter(|(_, old)| runs_component(old))
+            .map(|(name, _)| (name, image.clone()))
+            .collect();
+        let run = crate::cluster::MigrationRun {
+            container: container.clone(),
+            image: image.clone(),
+            init_images,
+            command: job.command.clone(),
+            args: job.args.clone(),
+            env: job.env.clone(),
+            service_account: job.service_account.clone(),
+        };
+        let pod = crate::cluster::migration_pod(&template.spec, &run).map_err(|e| {
+            PortError(format!(
+                "cannot build the migration Job from deployment `{deployment}` in namespace `{ns}`: it {e}"
+            ))
+        })?;
+        let labels = BTreeMap::from([
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                "tagship".to_owned(),
+            ),
+            (
+                "tagship.io/component".to_owned(),
+                self.config.component.name.clone(),
+            ),
+            ("tagship.io/migration".to_owned(), label.to_owned()),
+        ]);
+        // A Job pod the Deployment's selector matches would be counted (and deleted) as one of
+        // its replicas, and a Service would send it traffic.
+        if !template.selector.is_empty()
+            && template
+                .selector
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+        {
+            return Err(PortError(format!(
+                "the selector of deployment `{deployment}` in namespace `{ns}` matches the migration Job's labels {labels:?}; give the Deployment a selector of its own"
+            )));
+        }
+        let spec = JobSpec {
+            name: job_name(
+                &self.config.component.name,
+                label,
+                version,
+                &stage.environment,
+            ),
+            pod,
+            backoff_limit: i32::try_from(job.backoff_limit).unwrap_or(0),
+            labels,
+        };
+        let preview = describe_job(&cluster, ns, &spec, &format!("{deployment}/{container}"));
+        Ok(Some(MigrationJob {
+            cluster,
+            namespace: ns.clone(),
+            spec,
+            timeout: job.timeout,
+            preview,
+        }))
+    }
+}
+
+/// The (name, image) of each container of `template`, or of each init container.
+fn pod_containers(template: &crate::cluster::PodTemplate, init: bool) -> Vec<(String, String)> {
+    let list = if init { "initContainers" } else { "containers" };
+    template.spec[list]
+        .as_array()
+        .map(|containers| {
+            containers
+                .iter()
+                .filter_map(|c| {
+                    Some((
+                        c["name"].as_str()?.to_owned(),
+                        c["image"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `spec` as people check it before it runs: where it runs, as what, with which environment
+/// (names and sources, never values) and volumes.
+fn describe_job(cluster: &KubeCluster, ns: &str, spec: &JobSpec, from: &str) -> JobPreview {
+    let pod = &spec.pod;
+    let container = &pod["containers"][0];
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut command = strings(&container["command"]);
+    command.extend(strings(&container["args"]));
+    let env = env_sources(&container["env"]);
+    let volumes = volumes_mounted(&pod["volumes"], &container["volumeMounts"]);
+    let init_containers = pod["initContainers"]
+        .as_array()
+        .map(|inits| {
+            inits
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} ({})",
+                        c["name"].as_str().unwrap_or_default(),
+                        c["image"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    JobPreview {
+        cluster: cluster.context().to_owned(),
+        namespace: ns.to_owned(),
+        name: spec.name.clone(),
+        from: from.to_owned(),
+        image: container["image"].as_str().unwrap_or_default().to_owned(),
+        command,
+        init_containers,
+        env,
+        volumes,
+        service_account: pod["serviceAccountName"].as_str().map(str::to_owned),
+    }
+}
+
+/// Each env entry as `NAME` and where its value comes from (never the value).
+fn env_sources(env: &serde_json::Value) -> Vec<String> {
+    env.as_array()
+        .map(|env| {
+            env.iter()
+                .map(|e| {
+                    let name = e["name"].as_str().unwrap_or_default();
+                    let from = &e["valueFrom"];
+                    let source = if let Some(r) = from.get("secretKeyRef") {
+                        format!(
+                            "from secret `{}` key `{}`",
+                            r["name"].as_str().unwrap_or_default(),
+                            r["key"].as_str().unwrap_or_default()
+                        )
+                    } else if let Some(r) = from.get("configMapKeyRef") {
+                        format!(
+                            "from configmap `{}` key `{}`",
+                            r["name"].as_str().unwrap_or_default(),
+                            r["key"].as_str().unwrap_or_default()
+                        )
+                    } else if let Some(r) = from.get("fieldRef") {
+                        format!(
+                            "from field `{}`",
+                            r["fieldPath"].as_str().unwrap_or_default()
+                        )
+                    } else if from.is_object() {
+                        "from a reference".to_owned()
+                    } else {
+                        "(a value)".to_owned()
+                    };
+                    format!("{name} {source}")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Each volume as `name (kind `source`) at mount paths` of the container's `mounts`.
+fn volumes_mounted(volumes: &serde_json::Value, mounts: &serde_json::Value) -> Vec<String> {
+    let mounts: Vec<(String, String)> = mounts
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| {
+                    Some((
+                        m["name"].as_str()?.to_owned(),
+                        m["mountPath"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    volumes
+        .as_array()
+        .map(|volumes| {
+            volumes
+                .iter()
+                .filter_map(|v| {
+                    let name = v["name"].as_str()?;
+                    let kind = v.as_object()?.keys().find(|k| *k != "name")?.clone();
+                    let source = v[&kind]["name"]
+                        .as_str()
+                        .or_else(|| v[&kind]["secretName"].as_str())
+                        .map(|s| format!(" `{s}`"))
+                        .unwrap_or_default();
+                    let at = mounts
+                        .iter()
+                        .filter(|(n, _)| n == name)
+                        .map(|(_, path)| path.as_str())
+                        .collect::<Vec<_>>();
+                    let at = if at.is_empty() {
+                        " (not mounted in the migration container)".to_owned()
+                    } else {
+                        format!(" at {}", at.join(", "))
+                    };
+                    Some(format!("{name} ({kind}{source}){at}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A Job name that is the same for the same migration of the same version (so a re-run reuses
@@ -766,6 +1207,7 @@ impl Checks for PluginPorts<'_> {
             };
             CheckResult {
                 check: name.clone(),
+                cluster: None,
                 outcome,
             }
         });

@@ -36,6 +36,7 @@ struct CheckMark {
     stage: String,
     phase: &'static str,
     check: String,
+    cluster: Option<String>,
     status: &'static str,
     reason: Option<String>,
 }
@@ -149,6 +150,7 @@ impl Reporter for Journal {
                 stage: stage.to_owned(),
                 phase: phase.name(),
                 check: r.check.clone(),
+                cluster: r.cluster.clone(),
                 status,
                 reason,
             }
@@ -375,7 +377,7 @@ impl RunReport<'_> {
             })).collect::<Vec<_>>(),
             "checks": r.checks.iter().map(|c| json!({
                 "at": at(&c.at), "stage": c.stage, "phase": c.phase, "check": c.check,
-                "status": c.status, "reason": c.reason,
+                "cluster": c.cluster, "status": c.status, "reason": c.reason,
             })).collect::<Vec<_>>(),
             "events": r.events.iter().map(|e| json!({
                 "at": at(&e.at), "kind": e.kind.name(), "stage": e.stage, "message": e.message,
@@ -420,15 +422,16 @@ impl RunReport<'_> {
             .filter(|c| c.status != "pass")
             .collect();
         if !problems.is_empty() {
-            md.push_str("\n### Checks that did not pass\n\n| time | stage | phase | check | result |\n|---|---|---|---|---|\n");
+            md.push_str("\n### Checks that did not pass\n\n| time | stage | phase | check | cluster | result |\n|---|---|---|---|---|---|\n");
             for c in problems {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {}: {} |",
+                    "| {} | {} | {} | {} | {} | {}: {} |",
                     hms(c.at),
                     c.stage,
                     c.phase,
                     c.check,
+                    c.cluster.as_deref().unwrap_or(""),
                     c.status,
                     escape_md(c.reason.as_deref().unwrap_or(""))
                 );
@@ -567,6 +570,7 @@ mod tests {
             Phase::PreChecks,
             &[CheckResult {
                 check: "health".into(),
+                cluster: None,
                 outcome: CheckOutcome::Pass,
             }],
         );
@@ -585,6 +589,7 @@ mod tests {
             },
             &[CheckResult {
                 check: "health".into(),
+                cluster: None,
                 outcome: CheckOutcome::Fail("error ratio | 0.2 > 0.05".into()),
             }],
         );
@@ -658,7 +663,7 @@ mod tests {
         );
         assert!(md.contains("    rollback :crit, p3, "), "{md}");
         assert!(
-            md.contains("| bake | health | fail: error ratio \\| 0.2 > 0.05 |"),
+            md.contains("| bake | health |  | fail: error ratio \\| 0.2 > 0.05 |"),
             "the pipe is escaped: {md}"
         );
     }

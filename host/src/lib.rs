@@ -15,6 +15,7 @@ pub mod journal;
 pub mod lifecycle;
 pub mod plugins;
 pub mod progress;
+pub mod registry;
 pub mod report;
 pub mod verdict;
 pub mod version;

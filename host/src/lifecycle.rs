@@ -17,7 +17,7 @@ pub mod rollback;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use driver::{DeployOutcome, context_for, deploy};
+pub use driver::{DeployOutcome, check_per_cluster, context_for, deploy};
 pub use plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
 pub use preview::{Action, StagePreview, preview};
 pub use rollback::{RollbackRequest, rollback};

@@ -254,7 +254,10 @@ impl Reporter for Terminal {
                         CheckOutcome::Unknown(_) => "unknown",
                         CheckOutcome::Errored(_) => "error",
                     };
-                    format!("{} {word}", r.check)
+                    match &r.cluster {
+                        Some(cluster) => format!("{}@{cluster} {word}", r.check),
+                        None => format!("{} {word}", r.check),
+                    }
                 })
                 .collect();
             self.bar

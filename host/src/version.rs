@@ -242,19 +242,39 @@ impl fmt::Display for TagTemplate {
 }
 
 /// The tag of an image reference: `reg.example.com:5000/group/registry:v3.1.0-gitlab` →
-/// `v3.1.0-gitlab`.
+/// `v3.1.0-gitlab`, also when it is pinned by digest as well (`registry:v3.1.0-gitlab@sha256:…`:
+/// the digest says what runs, the tag which release it is).
 ///
-/// `None` for a reference without a tag (`registry`, `reg.example.com:5000/registry`) and for
-/// any reference pinned by digest (`registry@sha256:…`, `registry:v3@sha256:…`), since the tag
-/// of a digest-pinned image says nothing reliable about what runs.
+/// `None` for a reference without a tag (`registry`, `reg.example.com:5000/registry`,
+/// `registry@sha256:…`).
 pub fn image_tag(image_ref: &str) -> Option<&str> {
-    if image_ref.contains('@') {
-        return None;
-    }
+    let named = image_ref.split('@').next().unwrap_or(image_ref);
     // A `:` before the last `/` is a registry port, not a tag.
-    let last_segment = image_ref.rsplit('/').next().unwrap_or(image_ref);
+    let last_segment = named.rsplit('/').next().unwrap_or(named);
     let (_, tag) = last_segment.split_once(':')?;
     (!tag.is_empty()).then_some(tag)
+}
+
+/// The repository of an image reference, without tag or digest:
+/// `reg.example.com:5000/group/registry:v3.1.0@sha256:…` → `reg.example.com:5000/group/registry`.
+pub fn image_repository(image_ref: &str) -> &str {
+    let named = image_ref.split('@').next().unwrap_or(image_ref);
+    let last_slash = named.rfind('/').map_or(0, |i| i + 1);
+    match named[last_slash..].find(':') {
+        Some(colon) => &named[..last_slash + colon],
+        None => named,
+    }
+}
+
+/// Whether `tag` may be an image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}` (the Docker
+/// reference grammar).
+pub fn is_valid_image_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && tag.len() <= 128
 }
 
 #[cfg(test)]
@@ -453,10 +473,49 @@ mod tests {
             ("registry", None),
             ("registry:", None),
             ("registry@sha256:0123abcd", None),
-            ("reg.example.com:5000/registry:v3.1.0@sha256:0123abcd", None),
+            (
+                "reg.example.com:5000/registry:v3.1.0@sha256:0123abcd",
+                Some("v3.1.0"),
+            ),
         ];
         for (reference, tag) in cases {
             assert_eq!(image_tag(reference), tag, "{reference}");
+        }
+    }
+
+    #[test]
+    fn the_repository_is_the_reference_without_tag_and_digest() {
+        for (reference, repository) in [
+            (
+                "reg.example.com:5000/group/registry:v3.1.0-gitlab",
+                "reg.example.com:5000/group/registry",
+            ),
+            (
+                "reg.example.com:5000/registry",
+                "reg.example.com:5000/registry",
+            ),
+            ("registry:v1@sha256:0123", "registry"),
+            ("registry@sha256:0123", "registry"),
+            ("busybox", "busybox"),
+        ] {
+            assert_eq!(image_repository(reference), repository, "{reference}");
+        }
+    }
+
+    #[test]
+    fn image_tags_follow_the_reference_grammar() {
+        for tag in ["v3.1.0-gitlab", "latest", "_x", "1.36", &"a".repeat(128)] {
+            assert!(is_valid_image_tag(tag), "{tag}");
+        }
+        for tag in [
+            "",
+            "v2.0.1+build.7-gitlab",
+            ".v1",
+            "-v1",
+            "v1/x",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_valid_image_tag(tag), "{tag}");
         }
     }
 }

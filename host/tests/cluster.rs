@@ -493,30 +493,31 @@ async fn wait_rollout_completes_for_a_good_image_fails_past_the_deadline_and_nev
 fn job(name: &str, image: &str) -> JobSpec {
     JobSpec {
         name: name.into(),
-        image: image.into(),
-        command: vec!["/bin/registry".into()],
-        args: vec!["database".into(), "migrate".into(), "up".into()],
-        env: map(&[("REGISTRY_DATABASE_ENABLED", "true")]),
-        service_account: None,
+        pod: serde_json::json!({ "containers": [{
+            "name": "registry", "image": image,
+            "command": ["/bin/registry"], "args": ["database", "migrate", "up"],
+            "env": [{ "name": "REGISTRY_DATABASE_ENABLED", "value": "true" }] }] }),
         backoff_limit: 0,
-        labels: map(&[("app.kubernetes.io/managed-by", "tagship")]),
+        labels: map(&[
+            ("app.kubernetes.io/managed-by", "tagship"),
+            ("tagship.io/migration", name),
+        ]),
     }
 }
 
 async fn job_uid(env: &Env, name: &str) -> Option<String> {
     Api::<Job>::namespaced(env.cluster.client().clone(), &env.ns)
-        .get(name)
+        .get_opt(name)
         .await
         .expect("get job")
-        .metadata
-        .uid
+        .and_then(|job| job.metadata.uid)
 }
 
 #[tokio::test]
-async fn run_job_succeeds_fails_fast_and_does_not_rerun_a_complete_job_but_retries_a_failed_one() {
+async fn run_job_succeeds_and_cleans_up_fails_fast_keeping_the_last_failure_and_retries_it() {
     let env = Env::new("job").await;
 
-    // A good image succeeds
+    // A good image succeeds, and its Job is removed once its result is read
     let good = job("migrate-v1-1-0-abc123", IMAGE_V2);
     assert_eq!(
         env.cluster
@@ -525,21 +526,13 @@ async fn run_job_succeeds_fails_fast_and_does_not_rerun_a_complete_job_but_retri
             .expect("run"),
         JobOutcome::Succeeded
     );
-    let uid = job_uid(&env, &good.name).await;
-
-    // A re-run of the complete Job succeeds without a new Job
-    let started = Instant::now();
     assert_eq!(
-        env.cluster
-            .run_job(&env.ns, &good, WAIT)
-            .await
-            .expect("rerun"),
-        JobOutcome::Succeeded
+        job_uid(&env, &good.name).await,
+        None,
+        "a finished Job is cleaned up"
     );
-    assert_eq!(job_uid(&env, &good.name).await, uid);
-    assert!(started.elapsed() < Duration::from_secs(2));
 
-    // A failing image fails, fast (backoffLimit 0)
+    // A failing image fails, fast (backoffLimit 0), and its Job stays for `kubectl logs`
     let bad = job(
         "migrate-v1-1-1-def456",
         "registry.example.com/registry:v1.1.1-fail",
@@ -550,17 +543,40 @@ async fn run_job_succeeds_fails_fast_and_does_not_rerun_a_complete_job_but_retri
         panic!("expected a failed job, got {outcome:?}");
     };
     assert!(reason.contains("BackoffLimitExceeded"), "{reason}");
+    assert!(
+        reason.contains("its pod said: container `registry` exited 1"),
+        "what the pod said: {reason}"
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     let failed_uid = job_uid(&env, &bad.name).await;
+    assert!(failed_uid.is_some(), "the failed Job is kept");
 
-    // A re-run of the failed Job runs it again, as a new Job
+    // A re-run of the failed Job runs it again, as a new Job, and keeps only the new failure
     let outcome = env
         .cluster
         .run_job(&env.ns, &bad, WAIT)
         .await
         .expect("rerun");
     assert!(matches!(outcome, JobOutcome::Failed { .. }), "{outcome:?}");
-    assert_ne!(job_uid(&env, &bad.name).await, failed_uid);
+    let rerun_uid = job_uid(&env, &bad.name).await;
+    assert!(rerun_uid.is_some() && rerun_uid != failed_uid);
+
+    // A failure of other work with the same labels replaces the older failure
+    let mut other = job(
+        "migrate-v1-1-2-fff000",
+        "registry.example.com/registry:v1.1.2-fail",
+    );
+    other.labels = bad.labels.clone();
+    env.cluster
+        .run_job(&env.ns, &other, WAIT)
+        .await
+        .expect("run");
+    assert!(job_uid(&env, &other.name).await.is_some());
+    assert_eq!(
+        job_uid(&env, &bad.name).await,
+        None,
+        "only the last failed Job is kept"
+    );
 }
 
 fn holder(id: &str) -> Holder {

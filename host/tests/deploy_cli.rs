@@ -88,15 +88,32 @@ fn a_release_walks_the_stages_stops_at_the_gate_and_a_rerun_changes_nothing() {
 
 #[test]
 fn a_crashlooping_release_is_rolled_back_and_later_stages_are_untouched() {
+    // With the new pods watched (the default), the first crash-looping pod fails the rollout
     let site = Site::new("e2eb");
     let config = site.config().write();
     let ran = deploy(&config, &["--version", "v2.0.0-crashloop"]);
     assert_eq!(ran.code, 1, "{}", ran.said);
     assert!(
-        ran.said.contains("ProgressDeadlineExceeded"),
+        ran.said.contains("rollout failed: deployment `gitlab-registry` in cluster `local-1`: pod `gitlab-registry-")
+            && ran.said.contains("container `registry` is in CrashLoopBackOff"),
         "{}",
         ran.said
     );
+    assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
+
+    // Without them, the Deployment's progress deadline does, read as one sentence
+    let deadline = site
+        .config()
+        .stage("gstg-cny", "fail_fast = false")
+        .write_as("deadline.toml");
+    let ran = deploy(&deadline, &["--version", "v2.0.1-crashloop"]);
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    assert!(
+        ran.said.contains("ProgressDeadlineExceeded: ReplicaSet") && !ran.said.contains(".;"),
+        "{}",
+        ran.said
+    );
+    assert!(!ran.said.contains("CrashLoopBackOff"), "{}", ran.said);
     assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
     assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
     site.wait_rolled_out("gstg-cny");
@@ -157,33 +174,52 @@ fn an_errors_release_fails_its_bake_on_the_real_health_rule_and_is_rolled_back()
 }
 
 #[test]
-fn a_workload_that_names_no_container_gets_the_release_in_every_container() {
-    // Given stages whose workload names no container, which means all of them
+fn a_workload_that_names_no_container_gets_the_release_in_the_component_s_containers_only() {
+    // Given stages whose workload names no container: the registry, its `configure` init
+    // container of the same image, and a busybox sidecar
     let site = Site::new("allc");
     let config = site.config().write();
     let text = std::fs::read_to_string(&config).expect("read tagship.toml");
-    let all = text.replace(", containers = [\"registry\"]", "");
-    assert_ne!(all, text, "the workload named its container");
-    std::fs::write(&config, all).expect("write tagship.toml");
+    assert!(
+        !text.contains("containers ="),
+        "the workload names no container"
+    );
 
     // When v2.0.0 is deployed (up to the manual gate of gprd)
     let ran = deploy(&config, &["--version", "v2.0.0"]);
     assert_eq!(ran.code, 0, "{}", ran.said);
 
-    // Then both containers of the deployed stages run it, and gprd's still run what they did
+    // Then the registry and its init container run it, the sidecar keeps its image, and gprd's
+    // still run what they did
     let images = |stage: &str| {
         site.get_in(
             site.first_cluster(stage),
             stage,
-            "jsonpath={.spec.template.spec.containers[*].image}",
+            "jsonpath={.spec.template.spec.initContainers[*].image} {.spec.template.spec.containers[*].image}",
         )
     };
     let new = image_of("v2.0.0");
     for stage in ["gstg-cny", "gstg"] {
-        assert_eq!(images(stage), format!("{new} {new}"), "{stage}");
+        assert_eq!(
+            images(stage),
+            format!("{new} {new} busybox:1.36"),
+            "{stage}"
+        );
     }
-    assert_eq!(
-        images("gprd"),
-        format!("{} busybox:1.36", image_of("v1.0.0"))
+    let old = image_of("v1.0.0");
+    assert_eq!(images("gprd"), format!("{old} {old} busybox:1.36"));
+
+    // And naming the sidecar is refused before anything changes
+    let sidecar = site
+        .config()
+        .containers(&["registry", "sidecar"])
+        .write_as("sidecar.toml");
+    let ran = deploy(&sidecar, &["--version", "v3.0.0"]);
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert!(
+        ran.said.contains("has container `sidecar` running `busybox:1.36`, not the component's image `registry.example.com/registry`"),
+        "{}",
+        ran.said
     );
+    assert_eq!(images("gstg-cny"), format!("{new} {new} busybox:1.36"));
 }

@@ -192,10 +192,39 @@ fn faults_while_running_and_waiting_for_the_migration_job_are_retried() {
         .pre_migration(&["registry", "database", "migrate", "up", "runs-for-ms=2000"])
         .write();
 
+    // (every state of every Job in the namespace, as kubectl sees them, the independent witness:
+    // tagship deletes a finished Job once it has read its result)
+    let mut witness = std::process::Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            &site::env("TAGSHIP_KUBECONFIG"),
+            "get",
+            "jobs",
+            "-n",
+            &ns,
+        ])
+        .args([
+            "--watch",
+            "-o",
+            "jsonpath={.metadata.uid} {.status.succeeded}{\"\\n\"}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl get jobs --watch");
+
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
 
     // Then it completed, after exactly one successful migration Job
+    witness.kill().expect("stop the watch");
+    let seen = witness.wait_with_output().expect("the watch's output");
+    let succeeded: std::collections::BTreeSet<String> = String::from_utf8_lossy(&seen.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (uid, succeeded) = line.split_once(' ')?;
+            (succeeded.trim() == "1").then(|| uid.to_owned())
+        })
+        .collect();
     for rule in counted {
         assert!(
             f.proxy.injected(rule) > 0,
@@ -206,15 +235,14 @@ fn faults_while_running_and_waiting_for_the_migration_job_are_retried() {
     }
     assert_eq!(ran.code, 0, "{}", ran.said);
     nothing_lost(&f, "v2.0.0", &ran.said);
-    let jobs = site::kubectl_ok(&[
-        "get",
-        "jobs",
-        "-n",
-        &ns,
-        "-o",
-        "jsonpath={range .items[*]}{.status.succeeded}{\"\\n\"}{end}",
-    ]);
-    assert_eq!(jobs.trim(), "1", "one migration Job, succeeded once");
+    assert_eq!(
+        succeeded.len(),
+        1,
+        "one migration Job, succeeded once: {}",
+        String::from_utf8_lossy(&seen.stdout)
+    );
+    let jobs = site::kubectl_ok(&["get", "jobs", "-n", &ns, "-o", "name"]);
+    assert_eq!(jobs.trim(), "", "and cleaned up after");
 }
 
 #[test]

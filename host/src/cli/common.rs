@@ -1,6 +1,7 @@
 //! What several commands share: reading the configuration, the version and stage names, each
 //! turned into a usage error (exit 2) that says what to fix.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use super::CommandError;
@@ -29,6 +30,59 @@ pub fn version(given: Option<&str>) -> Result<Version, CommandError> {
 pub fn parse_version(text: &str, flag: &str) -> Result<Version, CommandError> {
     text.parse()
         .map_err(|e| CommandError::usage(anyhow::anyhow!("{flag}: {e}")))
+}
+
+/// Checks, before anything connects, that every stage's Kubernetes credentials can be read:
+/// its kubeconfig exists and parses and has the contexts the stage names, or tagship runs in a
+/// pod (then the stage may name no context). A problem is a usage error (exit 2) naming the
+/// file or variable and the fix.
+pub fn check_credentials(config: &Config) -> Result<(), CommandError> {
+    use crate::cluster::{Credentials, credentials, resolve_context};
+    let mut checked: Vec<(Option<&Path>, Option<&str>)> = Vec::new();
+    for stage in &config.stages {
+        let kubeconfig = config.kubeconfig_for(stage);
+        let contexts: Vec<Option<&str>> = if stage.clusters.is_empty() {
+            vec![None]
+        } else {
+            stage.clusters.iter().map(|c| Some(c.as_str())).collect()
+        };
+        for context in contexts {
+            if checked.contains(&(kubeconfig, context)) {
+                continue;
+            }
+            checked.push((kubeconfig, context));
+            let named_in = || {
+                let key = if stage.kubeconfig.is_some() {
+                    format!("`kubeconfig` of stage `{}`", stage.name)
+                } else {
+                    "`kubeconfig`".to_owned()
+                };
+                format!("{key} in {}", config.path.display())
+            };
+            let problem = |e: crate::cluster::ClusterError| {
+                let mut text = format!("stage `{}` cannot reach its cluster", stage.name);
+                if kubeconfig.is_some() {
+                    let _ = write!(text, " (its kubeconfig is named by {})", named_in());
+                }
+                CommandError::usage(anyhow::anyhow!("{text}: {}", crate::report::one_line(&e)))
+            };
+            match credentials(kubeconfig).map_err(problem)? {
+                Credentials::Kubeconfig { file, path } => {
+                    resolve_context(&file, path.as_deref(), context).map_err(problem)?;
+                }
+                Credentials::InCluster => {
+                    if let Some(context) = context {
+                        return Err(problem(
+                            crate::cluster::ClusterError::NoKubeconfigForContext {
+                                context: context.to_owned(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a stage name the configuration does not have, listing the ones it has.

@@ -74,6 +74,7 @@ struct StageResult {
 /// Runs `check-compat`.
 pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
     let config = common::load(&args.config)?;
+    common::check_credentials(&config)?;
     for stage in &args.stage {
         common::require_stage(&config, stage)?;
     }

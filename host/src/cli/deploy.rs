@@ -7,11 +7,11 @@ use clap::Args;
 
 use super::{CommandError, common};
 use crate::context::EventKind;
-use crate::deploy::{KubePorts, LineReporter, PluginPorts, RunOptions, holder, plan};
+use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::journal::{Ending, Finished, Journal, RecordingNotify, RunReport, write_atomically};
-use crate::lifecycle::ports::{Cluster as _, Reporter as _, StageLive};
-use crate::lifecycle::{Action, DeployOutcome, Plan, context_for, deploy, preview};
+use crate::lifecycle::ports::{Cluster as _, Migration, Reporter as _, StageEnd, StageLive};
+use crate::lifecycle::{Action, DeployOutcome, Plan, StagePlan, context_for, deploy, preview};
 use crate::plugins::PluginHost;
 use crate::progress;
 use crate::report;
@@ -72,6 +72,7 @@ pub struct DeployArgs {
 pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     let target = common::version(args.version.as_deref())?;
     let config = common::load(&args.config)?;
+    common::check_credentials(&config)?;
     for stage in args.approve.iter().chain(&args.until) {
         common::require_stage(&config, stage)?;
     }
@@ -96,11 +97,28 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
         .preload()
         .map_err(|e| CommandError::new(e.outcome(), e))?;
     let lock_holder = holder(format!("deploying {} {target}", config.component.name));
-    if args.dry_run {
-        let cluster = KubePorts::new(&config, lock_holder);
-        return Ok(dry_run(&plan, &cluster).await);
-    }
     let journal = Journal::new(progress::display());
+    if args.dry_run {
+        let cluster = KubePorts::new(&config, lock_holder).with_reporter(&journal);
+        let outcome = dry_run(&plan, &cluster, &journal).await;
+        let summary = match outcome {
+            Outcome::Done => "dry run: nothing was changed; the server accepted every apply",
+            _ => "dry run: nothing was changed; the real run would stop before its first change",
+        };
+        let ending = Ending {
+            outcome: "dry-run",
+            exit_code: outcome.code(),
+            summary: summary.to_owned(),
+            stage_reached: journal.last_stage(),
+            deployed: Vec::new(),
+            skipped: Vec::new(),
+            rolled_back_to: None,
+        };
+        let finished = journal.finish();
+        report::stderr_line(&ending.summary);
+        write_reports(&args, &plan, &finished, &ending);
+        return Ok(outcome);
+    }
     let (ending, outcome) = {
         let cluster = KubePorts::new(&config, lock_holder).with_reporter(&journal);
         let notify = RecordingNotify {
@@ -157,35 +175,69 @@ fn write_reports(args: &DeployArgs, plan: &Plan, finished: &Finished, ending: &E
     }
 }
 
-/// `--dry-run`: says what each stage would do and has the API server validate each apply
-/// (`dryRun=All`). Takes no lock, runs no check or migration, changes nothing. Exits as the
-/// real run would before its first change: 3 when it would be refused or the server rejects
-/// an apply, 0 otherwise.
-async fn dry_run(plan: &Plan, cluster: &KubePorts<'_>) -> Outcome {
+/// `--dry-run`: says what each stage would do, per cluster, workload and container (the image
+/// before → after), the annotations it would write and the migration Jobs it would run, and has
+/// the API server validate each apply and each Job (`dryRun=All`). Takes no lock, runs no check
+/// or migration, changes nothing. Exits as the real run would before its first change: 3 when
+/// it would be refused or the server rejects an apply or a Job, 0 otherwise.
+async fn dry_run(plan: &Plan, cluster: &KubePorts<'_>, reporter: &Journal) -> Outcome {
     let previews = preview(plan, cluster).await;
     let mut outcome = Outcome::Done;
     for (stage, p) in plan.stages.iter().zip(&previews) {
-        let line = |text: &str| LineReporter.step(Some(&stage.name), &format!("dry run: {text}"));
+        let line = |text: &str| reporter.step(Some(&stage.name), &format!("dry run: {text}"));
         match &p.action {
             Action::Deploy { previous, resume } => {
+                if !resume
+                    && stage.first_of_environment
+                    && plan.pre_migrations
+                    && dry_run_migration(plan, stage, Migration::Pre, cluster, &line).await
+                        != Outcome::Done
+                {
+                    outcome = Outcome::Blocked;
+                }
                 match cluster
                     .validate_apply(stage, &plan.target, previous.as_ref())
                     .await
                 {
-                    Ok(()) if *resume => line(
-                        "already applied; the run would wait for its rollout (the server accepts the apply)",
-                    ),
-                    Ok(()) => line(&format!(
-                        "would apply {} (the server accepts it); a failure would roll back to {}",
-                        plan.target,
-                        previous
+                    Ok(change) => {
+                        let back = previous
                             .as_ref()
-                            .map_or_else(|| "nothing".to_owned(), ToString::to_string)
-                    )),
+                            .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+                        if *resume {
+                            line(&format!(
+                                "{} is already applied; the run would wait for its rollout (a failure would roll back to {back})",
+                                plan.target
+                            ));
+                        } else {
+                            line(&format!(
+                                "would apply {} (the server accepts it); a failure would roll back to {back}",
+                                plan.target
+                            ));
+                        }
+                        for c in &change.changes {
+                            line(&format!(
+                                "  {} {}/{}: {} → {}",
+                                c.cluster, c.workload, c.container, c.before, c.after
+                            ));
+                        }
+                        let annotations: Vec<String> = change
+                            .annotations
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect();
+                        line(&format!("  annotations: {}", annotations.join(", ")));
+                    }
                     Err(e) => {
                         line(&format!("the server rejects the apply: {e}"));
                         outcome = Outcome::Blocked;
                     }
+                }
+                if stage.post_migrations_after
+                    && plan.post_migrations
+                    && dry_run_migration(plan, stage, Migration::Post, cluster, &line).await
+                        != Outcome::Done
+                {
+                    outcome = Outcome::Blocked;
                 }
             }
             Action::Skip => line(&format!("already serving {}, nothing to do", plan.target)),
@@ -213,12 +265,40 @@ async fn dry_run(plan: &Plan, cluster: &KubePorts<'_>) -> Outcome {
                 outcome = Outcome::Blocked;
             }
         }
+        reporter.stage_done(&stage.name, StageEnd::Stopped);
     }
-    report::stderr_line(match outcome {
-        Outcome::Done => "dry run: nothing was changed; the server accepted every apply",
-        _ => "dry run: nothing was changed; the real run would stop before its first change",
-    });
     outcome
+}
+
+/// Says which migration Job `kind` the run would run in `stage`, validated by the API server.
+async fn dry_run_migration(
+    plan: &Plan,
+    stage: &StagePlan,
+    kind: Migration,
+    cluster: &KubePorts<'_>,
+    line: &impl Fn(&str),
+) -> Outcome {
+    let when = match kind {
+        Migration::Pre => "before the apply",
+        Migration::Post => "after the stage",
+    };
+    match cluster.migration_job(stage, kind, &plan.target, true).await {
+        Ok(Some(job)) => {
+            let text = format!(
+                "would run {when} (the server accepts it): {}",
+                super::inspect::job_text(&job, "")
+            );
+            for part in text.lines() {
+                line(part);
+            }
+            Outcome::Done
+        }
+        Ok(None) => Outcome::Done,
+        Err(e) => {
+            line(&format!("the migration Job {when} cannot run: {e}"));
+            Outcome::Blocked
+        }
+    }
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM (what CI sends when a job is cancelled), and names it.

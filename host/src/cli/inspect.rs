@@ -11,8 +11,12 @@ use super::{CommandError, OutputFormat, common};
 use crate::config::Config;
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
-use crate::lifecycle::ports::{CheckOutcome, CheckResult, Checks as _, Cluster as _, StageLive};
-use crate::lifecycle::{Action, Plan, StagePlan, StagePreview, context_for, preview};
+use crate::lifecycle::ports::{
+    CheckOutcome, CheckResult, Cluster as _, JobPreview, Migration, StageLive,
+};
+use crate::lifecycle::{
+    Action, Plan, StagePlan, StagePreview, check_per_cluster, context_for, preview,
+};
 use crate::report;
 use crate::version::Version;
 
@@ -89,6 +93,7 @@ pub struct HistoryArgs {
 pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
     let target = common::version(args.version.as_deref())?;
     let config = common::load(&args.common.config)?;
+    common::check_credentials(&config)?;
     for stage in args.approve.iter().chain(&args.until) {
         common::require_stage(&config, stage)?;
     }
@@ -104,7 +109,12 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
     let cluster = KubePorts::new(&config, holder("plan".into()));
     let previews = preview(&plan, &cluster).await;
     let plugins = health_plugins(&config, args.no_health)?;
-    let stages = describe(&config, &plan, &cluster, plugins.as_ref(), &previews).await;
+    let mut stages = describe(&config, &plan, &cluster, plugins.as_ref(), &previews).await;
+    for ((stage, preview), json) in plan.stages.iter().zip(&previews).zip(&mut stages) {
+        if matches!(preview.action, Action::Deploy { .. }) {
+            json["migrations"] = migrations_json(&plan, stage, &cluster).await;
+        }
+    }
     match args.common.output {
         OutputFormat::Json => report::stdout_json(&json!({
             "component": config.component.name,
@@ -129,6 +139,7 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
 /// Runs `status`.
 pub async fn run_status(args: StatusArgs) -> Result<Outcome, CommandError> {
     let config = common::load(&args.common.config)?;
+    common::check_credentials(&config)?;
     // The action is irrelevant for status; any version gives the same reads.
     let any: Version = "v0.0.0"
         .parse()
@@ -160,6 +171,7 @@ pub async fn run_status(args: StatusArgs) -> Result<Outcome, CommandError> {
 /// Runs `history`.
 pub async fn run_history(args: HistoryArgs) -> Result<Outcome, CommandError> {
     let config = common::load(&args.common.config)?;
+    common::check_credentials(&config)?;
     common::require_stage(&config, &args.stage)?;
     let cluster = KubePorts::new(&config, holder("history".into()));
     let mut entries = cluster
@@ -289,6 +301,83 @@ async fn describe(
     out
 }
 
+/// The migration Jobs a deploy of `plan.target` would run in `stage` (built from the live pod
+/// template; nothing runs), as JSON.
+async fn migrations_json(plan: &Plan, stage: &StagePlan, cluster: &KubePorts<'_>) -> Value {
+    let mut jobs = Vec::new();
+    let due = [
+        (
+            Migration::Pre,
+            stage.first_of_environment && plan.pre_migrations,
+        ),
+        (
+            Migration::Post,
+            stage.post_migrations_after && plan.post_migrations,
+        ),
+    ];
+    for (kind, due) in due {
+        if !due {
+            continue;
+        }
+        let name = match kind {
+            Migration::Pre => "pre-deployment",
+            Migration::Post => "post-deployment",
+        };
+        jobs.push(
+            match cluster
+                .migration_job(stage, kind, &plan.target, false)
+                .await
+            {
+                Ok(Some(job)) => json!({"kind": name, "job": job_json(&job)}),
+                Ok(None) => continue,
+                Err(e) => json!({"kind": name, "error": e.to_string()}),
+            },
+        );
+    }
+    Value::Array(jobs)
+}
+
+/// A migration Job as JSON.
+pub(super) fn job_json(job: &JobPreview) -> Value {
+    json!({
+        "cluster": job.cluster,
+        "namespace": job.namespace,
+        "name": job.name,
+        "from": job.from,
+        "image": job.image,
+        "command": job.command,
+        "init_containers": job.init_containers,
+        "env": job.env,
+        "volumes": job.volumes,
+        "service_account": job.service_account,
+    })
+}
+
+/// A migration Job as indented lines.
+pub(super) fn job_text(job: &JobPreview, indent: &str) -> String {
+    let mut text = format!(
+        "Job `{}` in namespace `{}` of cluster `{}`, in the pod of `{}`:\n{indent}  image {}\n{indent}  command {}",
+        job.name,
+        job.namespace,
+        job.cluster,
+        job.from,
+        job.image,
+        job.command.join(" ")
+    );
+    let mut list = |what: &str, items: &[String]| {
+        if !items.is_empty() {
+            let _ = write!(text, "\n{indent}  {what} {}", items.join("; "));
+        }
+    };
+    list("init containers", &job.init_containers);
+    list("env", &job.env);
+    list("volumes", &job.volumes);
+    if let Some(account) = &job.service_account {
+        let _ = write!(text, "\n{indent}  service account {account}");
+    }
+    text
+}
+
 /// Runs the stage's bake checks (else its pre-checks) once against what is live.
 async fn health_now(
     plugins: &PluginPorts<'_>,
@@ -312,7 +401,7 @@ async fn health_now(
     {
         ctx.version = newest.to_string();
     }
-    plugins.run(stage, checks, &ctx).await
+    check_per_cluster(plugins, stage, checks, &ctx).await
 }
 
 fn workloads_json(live: &StageLive) -> Value {
@@ -322,7 +411,9 @@ fn workloads_json(live: &StageLive) -> Value {
             .map(|w| {
                 json!({
                     "cluster": w.cluster,
+                    "namespace": w.namespace,
                     "workload": w.name,
+                    "image": w.image,
                     "version": w.version.as_ref().map(ToString::to_string),
                     "previous_version": w.previous.as_ref().map(ToString::to_string),
                     "rolled_out": w.complete,
@@ -339,7 +430,7 @@ fn check_json(result: &CheckResult) -> Value {
         CheckOutcome::Unknown(why) => ("unknown", Some(why)),
         CheckOutcome::Errored(why) => ("error", Some(why)),
     };
-    json!({"check": result.check, "status": status, "reason": reason})
+    json!({"check": result.check, "cluster": result.cluster, "status": status, "reason": reason})
 }
 
 fn action_json(action: &Action) -> Value {
@@ -376,6 +467,55 @@ fn action_text(action: &Action) -> String {
         Action::NotReached { reason } => format!("not reached: {reason}"),
         Action::Unreadable => "stop: the stage cannot be read".into(),
     }
+}
+
+/// The migration Jobs of a stage's JSON as indented lines (one `\n    …` block each).
+fn migrations_text(migrations: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let mut text = String::new();
+    if let Value::Array(jobs) = migrations {
+        for job in jobs {
+            let kind = s(&job["kind"]);
+            match job.get("job") {
+                Some(j) => {
+                    let strings = |v: &Value| -> Vec<String> {
+                        v.as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    let preview = JobPreview {
+                        cluster: s(&j["cluster"]),
+                        namespace: s(&j["namespace"]),
+                        name: s(&j["name"]),
+                        from: s(&j["from"]),
+                        image: s(&j["image"]),
+                        command: strings(&j["command"]),
+                        init_containers: strings(&j["init_containers"]),
+                        env: strings(&j["env"]),
+                        volumes: strings(&j["volumes"]),
+                        service_account: j["service_account"].as_str().map(str::to_owned),
+                    };
+                    let _ = write!(
+                        text,
+                        "\n    {kind} migrations: {}",
+                        job_text(&preview, "    ")
+                    );
+                }
+                None => {
+                    let _ = write!(
+                        text,
+                        "\n    {kind} migrations: cannot build the Job: {}",
+                        s(&job["error"])
+                    );
+                }
+            }
+        }
+    }
+    text
 }
 
 /// A stage as text: header, workloads, lock, watermark, health, last change.
@@ -430,12 +570,22 @@ fn stage_text(stage: &Value, target: Option<&Version>) -> String {
     }
     if let Value::Array(checks) = &stage["health"] {
         for c in checks {
-            let _ = write!(text, "\n    health: {} {}", s(&c["check"]), s(&c["status"]));
+            let on = c["cluster"]
+                .as_str()
+                .map(|c| format!(" in {c}"))
+                .unwrap_or_default();
+            let _ = write!(
+                text,
+                "\n    health: {}{on} {}",
+                s(&c["check"]),
+                s(&c["status"])
+            );
             if let Some(reason) = c["reason"].as_str() {
                 let _ = write!(text, ": {reason}");
             }
         }
     }
+    text.push_str(&migrations_text(&stage["migrations"]));
     if stage["last"].is_object() {
         let last = history_line(&stage["last"]).replace('\n', "\n    ");
         let _ = write!(text, "\n    last: {last}");

@@ -100,6 +100,7 @@ struct LockPlace {
 
 async fn place(args: &TargetArgs) -> Result<LockPlace, CommandError> {
     let config = config::load(&args.config).map_err(CommandError::usage)?;
+    super::common::check_credentials(&config)?;
     let environment = match (&args.stage, &args.environment) {
         (Some(stage), _) => config
             .stage(stage)

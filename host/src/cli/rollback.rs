@@ -37,6 +37,7 @@ pub struct RollbackArgs {
 /// Runs `rollback`.
 pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     let config = common::load(&args.config)?;
+    common::check_credentials(&config)?;
     common::require_stage(&config, &args.stage)?;
     let to = args
         .to

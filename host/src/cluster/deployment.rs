@@ -17,13 +17,14 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, WatchParams};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 
+use super::pods::{PodFailure, PodView, pod_failure};
 use super::retry;
-use super::watch::{read_named, watch_each};
+use super::watch::{WATCH_SECONDS, follow, read_named, watch_each};
 use super::{ClusterError, FIELD_MANAGER, KubeCluster, Object};
 
 /// Applies [`KubeCluster::apply_images_each`] keeps in flight at once (each is one connection
@@ -56,6 +57,8 @@ pub struct LiveDeployment {
     pub total: i32,
     /// Image of each container of the pod template (not init containers), by container name.
     pub images: BTreeMap<String, String>,
+    /// Image of each init container of the pod template, by container name.
+    pub init_images: BTreeMap<String, String>,
     /// `metadata.annotations`.
     pub annotations: BTreeMap<String, String>,
     /// `metadata.resourceVersion`.
@@ -97,6 +100,11 @@ pub enum RolloutOutcome {
     },
     /// The wait's timeout passed first; the rollout may still complete or fail.
     TimedOut,
+    /// A pod of the rollout cannot run (it crash-loops, cannot pull its image, cannot be
+    /// configured): the release will not become available.
+    PodFailed(PodFailure),
+    /// The wait ended before this one finished, because another Deployment of the wait failed.
+    Unfinished,
 }
 
 /// What a [`KubeCluster::apply_images`] did.
@@ -116,6 +124,17 @@ pub enum ApplyOutcome {
 }
 
 impl LiveDeployment {
+    /// The image of container `name`, a regular or an init container.
+    pub fn image_of(&self, name: &str) -> Option<&String> {
+        self.images.get(name).or_else(|| self.init_images.get(name))
+    }
+
+    /// Every container and init container with its image: the init containers first, as the
+    /// pod runs them.
+    pub fn all_images(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.init_images.iter().chain(&self.images)
+    }
+
     /// Extracts the fields tagship uses from a Deployment as the server returned it.
     pub fn from_deployment(deployment: &Deployment) -> Self {
         Self::from_view(&ApplyView::from(deployment))
@@ -125,14 +144,16 @@ impl LiveDeployment {
         let meta = &deployment.metadata.meta;
         let status = deployment.status.as_ref();
         let spec = deployment.spec.as_ref();
-        let images = spec
-            .and_then(|spec| spec.template.spec.as_ref())
-            .map(|pod| {
-                pod.containers
-                    .iter()
-                    .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-                    .collect()
-            })
+        let pod = spec.and_then(|spec| spec.template.spec.as_ref());
+        let images_of = |containers: &[ViewContainer]| {
+            containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect()
+        };
+        let images = pod.map(|p| images_of(&p.containers)).unwrap_or_default();
+        let init_images = pod
+            .map(|p| images_of(&p.init_containers))
             .unwrap_or_default();
         let progress_deadline_exceeded = status
             .into_iter()
@@ -152,6 +173,7 @@ impl LiveDeployment {
             available: status.and_then(|s| s.available_replicas).unwrap_or(0),
             total: status.and_then(|s| s.replicas).unwrap_or(0),
             images,
+            init_images,
             annotations: meta.annotations.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             progress_deadline_exceeded,
@@ -197,7 +219,40 @@ impl LiveDeployment {
     }
 }
 
+/// A Deployment's pod template, as a migration Job's pod is built from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodTemplate {
+    /// `spec.template.spec`, as the server returned it.
+    pub spec: Value,
+    /// `spec.selector.matchLabels`: what the Deployment's pods carry (a Job's must not).
+    pub selector: BTreeMap<String, String>,
+}
+
 impl KubeCluster {
+    /// The pod template of Deployment `name` in `ns` (one GET of the whole object).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NotFound`] when the Deployment does not exist.
+    pub async fn pod_template(&self, ns: &str, name: &str) -> Result<PodTemplate, ClusterError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+        let object = Object::new("deployment", ns, name);
+        let deployment = retry::retry(&self.server, || api.get_opt(name))
+            .await
+            .map_err(|err| object.api_error("read", err))?
+            .ok_or_else(|| object.not_found())?;
+        let spec = deployment.spec.unwrap_or_default();
+        Ok(PodTemplate {
+            spec: serde_json::to_value(spec.template.spec.unwrap_or_default()).map_err(|err| {
+                ClusterError::Corrupt {
+                    what: format!("the pod template of {object}"),
+                    reason: err.to_string(),
+                }
+            })?,
+            selector: spec.selector.match_labels.unwrap_or_default(),
+        })
+    }
+
     /// The Deployment `name` in `ns`, `None` if it does not exist.
     pub async fn deployment(
         &self,
@@ -351,31 +406,46 @@ impl KubeCluster {
         timeout: Duration,
         progress: &mut (dyn FnMut(&LiveDeployment) + Send),
     ) -> Result<RolloutOutcome, ClusterError> {
-        let mut outcomes = self.wait_rollouts(ns, &[name], timeout, progress).await?;
+        let mut outcomes =
+            Box::pin(self.wait_rollouts(ns, &[name], timeout, None, progress)).await?;
         Ok(outcomes.remove(name).unwrap_or(RolloutOutcome::TimedOut))
     }
 
     /// [`Self::wait_rollout`] for several Deployments of `ns` at once, with one watch (see
     /// [`watch_each`]): each one's outcome by name; those still rolling out when `timeout`
     /// passes are [`RolloutOutcome::TimedOut`]. `progress` is called per Deployment.
+    ///
+    /// With `fail_fast` (the restarts allowed), the pods of the namespace are watched too, and
+    /// the wait ends at the first pod of a Deployment's current template that cannot run (see
+    /// [`pod_failure`]): that Deployment has failed, with the pod's reason and message, and
+    /// those not finished yet are [`RolloutOutcome::Unfinished`]. Without the permission to
+    /// watch pods, the wait goes on without it (said once, as a warning).
     pub async fn wait_rollouts(
         &self,
         ns: &str,
         names: &[&str],
         timeout: Duration,
+        fail_fast: Option<u32>,
         progress: &mut (dyn FnMut(&LiveDeployment) + Send),
     ) -> Result<BTreeMap<String, RolloutOutcome>, ClusterError> {
         let api: Api<DeploymentView> = Api::namespaced(self.watcher.clone(), ns);
-        let mut last: BTreeMap<String, LiveDeployment> = BTreeMap::new();
-        let mut outcomes: BTreeMap<String, RolloutOutcome> = BTreeMap::new();
+        let state = std::sync::Mutex::new(Rollouts::default());
+        let lock = || {
+            state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
         let watch = watch_each(&api, &self.server, "deployment", ns, names, |deployment| {
             let live = LiveDeployment::from_view(deployment);
-            if last
+            let mut state = lock();
+            if state
+                .last
                 .get(&live.name)
                 .is_none_or(|seen| !same_state(seen, &live))
             {
                 progress(&live);
             }
+            let name = live.name.clone();
             let outcome = match live.rollout_state() {
                 RolloutState::Complete => Some(RolloutOutcome::Complete),
                 RolloutState::Failed { reason, message } => {
@@ -383,25 +453,161 @@ impl KubeCluster {
                 }
                 RolloutState::Progressing { .. } => None,
             };
-            let name = live.name.clone();
-            last.insert(name.clone(), live);
+            state.last.insert(name.clone(), live);
+            let outcome = outcome.or_else(|| {
+                fail_fast
+                    .and_then(|allowed| state.judge(&name, allowed))
+                    .map(RolloutOutcome::PodFailed)
+            });
             match outcome {
                 Some(outcome) => {
-                    outcomes.insert(name, outcome);
+                    state.outcomes.insert(name, outcome);
                     true
                 }
                 None => false,
             }
         });
-        if let Ok(watched) = tokio::time::timeout(timeout, watch).await {
+        let pods = async {
+            let Some(allowed) = fail_fast else {
+                return std::future::pending().await;
+            };
+            let api: Api<PodView> = Api::namespaced(self.watcher.clone(), ns);
+            let mut follower = PodFollower {
+                api: &api,
+                server: &self.server,
+                names,
+                allowed,
+                state: &state,
+                failed: false,
+            };
+            let params = WatchParams::default().timeout(WATCH_SECONDS);
+            let all = Object::new("pods", ns, "*");
+            if let Err(e) = follow(&api, &self.server, all, &params, &mut follower).await {
+                tracing::warn!(
+                    "cannot watch the pods of the rollout in namespace `{ns}` ({}); a failing release is noticed at its progress deadline instead",
+                    crate::report::one_line(&e)
+                );
+                std::future::pending::<()>().await;
+            }
+        };
+        let both = async {
+            tokio::select! {
+                watched = watch => watched,
+                () = pods => Ok(()),
+            }
+        };
+        if let Ok(watched) = Box::pin(tokio::time::timeout(timeout, both)).await {
             watched?;
         }
+        let mut outcomes = std::mem::take(&mut lock().outcomes);
+        let failed = outcomes.values().any(|o| {
+            matches!(
+                o,
+                RolloutOutcome::Failed { .. } | RolloutOutcome::PodFailed(_)
+            )
+        });
         for name in names {
-            outcomes
-                .entry((*name).to_owned())
-                .or_insert(RolloutOutcome::TimedOut);
+            outcomes.entry((*name).to_owned()).or_insert(if failed {
+                RolloutOutcome::Unfinished
+            } else {
+                RolloutOutcome::TimedOut
+            });
         }
         Ok(outcomes)
+    }
+}
+
+/// What a rollout's two watches (its Deployments, their pods) know together.
+#[derive(Debug, Default)]
+struct Rollouts {
+    /// Each Deployment's latest state: its template's images say which pods are the release's.
+    last: BTreeMap<String, LiveDeployment>,
+    /// The latest state of each pod of the watched Deployments, by pod name.
+    pods: BTreeMap<String, PodView>,
+    /// The Deployments decided.
+    outcomes: BTreeMap<String, RolloutOutcome>,
+}
+
+impl Rollouts {
+    /// The failure of a pod of `deployment`'s current template, if one cannot run.
+    fn judge(&self, deployment: &str, allowed: u32) -> Option<PodFailure> {
+        let live = self.last.get(deployment)?;
+        // Only a status written for the current generation says which template is current.
+        if live.observed_generation < live.generation {
+            return None;
+        }
+        let template: BTreeMap<String, String> = live
+            .all_images()
+            .map(|(name, image)| (name.clone(), image.clone()))
+            .collect();
+        self.pods
+            .values()
+            .filter(|pod| pod.deployment() == Some(deployment) && pod.runs(&template))
+            .find_map(|pod| pod_failure(pod, allowed))
+    }
+}
+
+/// The rollout's pod watch: keeps [`Rollouts::pods`] and is over at the first pod that fails.
+struct PodFollower<'a> {
+    api: &'a Api<PodView>,
+    server: &'a super::Server,
+    names: &'a [&'a str],
+    allowed: u32,
+    state: &'a std::sync::Mutex<Rollouts>,
+    failed: bool,
+}
+
+impl PodFollower<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rollouts> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl super::watch::Follower<PodView> for PodFollower<'_> {
+    async fn read(&mut self) -> Result<String, ClusterError> {
+        let params = kube::api::ListParams::default();
+        let ns = self.api.namespace().unwrap_or_default().to_owned();
+        let list = retry::retry(self.server, || self.api.list(&params))
+            .await
+            .map_err(|err| Object::new("pods", &ns, "*").api_error("list", err))?;
+        self.lock().pods.clear();
+        for pod in &list.items {
+            self.changed(pod)?;
+        }
+        Ok(list.metadata.resource_version.unwrap_or_default())
+    }
+
+    fn changed(&mut self, pod: &PodView) -> Result<(), ClusterError> {
+        let Some(deployment) = pod.deployment().filter(|d| self.names.contains(d)) else {
+            return Ok(());
+        };
+        let name = pod.meta().name.clone().unwrap_or_default();
+        let mut state = self.lock();
+        if state.outcomes.contains_key(deployment) {
+            return Ok(());
+        }
+        state.pods.insert(name, pod.clone());
+        if let Some(failed) = state.judge(deployment, self.allowed) {
+            state
+                .outcomes
+                .insert(deployment.to_owned(), RolloutOutcome::PodFailed(failed));
+            drop(state);
+            self.failed = true;
+        }
+        Ok(())
+    }
+
+    fn deleted(&mut self, pod: &PodView) -> Result<(), ClusterError> {
+        if let Some(name) = pod.meta().name.as_deref() {
+            self.lock().pods.remove(name);
+        }
+        Ok(())
+    }
+
+    fn over(&self) -> bool {
+        self.failed
     }
 }
 
@@ -411,8 +617,9 @@ fn same_state(a: &LiveDeployment, b: &LiveDeployment) -> bool {
         == (&b.name, &b.namespace, b.generation, b.observed_generation)
         && (a.replicas, a.updated, a.ready, a.available, a.total)
             == (b.replicas, b.updated, b.ready, b.available, b.total)
-        && (&a.images, &a.annotations, &a.progress_deadline_exceeded)
-            == (&b.images, &b.annotations, &b.progress_deadline_exceeded)
+        && (&a.images, &a.init_images, &a.annotations)
+            == (&b.images, &b.init_images, &b.annotations)
+        && a.progress_deadline_exceeded == b.progress_deadline_exceeded
 }
 
 /// The parts of a Deployment tagship reads, decoded without the rest: the rollout watch decodes
@@ -475,6 +682,8 @@ struct ViewTemplate {
 struct ViewPod {
     #[serde(default)]
     containers: Vec<ViewContainer>,
+    #[serde(default, rename = "initContainers")]
+    init_containers: Vec<ViewContainer>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -569,6 +778,9 @@ struct ManagedPod {
     /// By key, e.g. `k:{"name":"registry"}`.
     #[serde(rename = "f:containers", default)]
     containers: BTreeMap<String, ManagedContainer>,
+    /// By key, as `containers`.
+    #[serde(rename = "f:initContainers", default)]
+    init_containers: BTreeMap<String, ManagedContainer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -582,15 +794,15 @@ impl From<&Deployment> for ApplyView {
         let spec = d.spec.as_ref().map(|spec| ViewSpec {
             replicas: spec.replicas,
             template: ViewTemplate {
-                spec: spec.template.spec.as_ref().map(|pod| ViewPod {
-                    containers: pod
-                        .containers
-                        .iter()
-                        .map(|c| ViewContainer {
-                            name: c.name.clone(),
-                            image: c.image.clone(),
-                        })
-                        .collect(),
+                spec: spec.template.spec.as_ref().map(|pod| {
+                    let view = |c: &k8s_openapi::api::core::v1::Container| ViewContainer {
+                        name: c.name.clone(),
+                        image: c.image.clone(),
+                    };
+                    ViewPod {
+                        containers: pod.containers.iter().map(view).collect(),
+                        init_containers: pod.init_containers.iter().flatten().map(view).collect(),
+                    }
                 }),
             },
         });
@@ -676,28 +888,37 @@ fn apply_body(
     images: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Option<Value>, ClusterError> {
-    if let Some(container) = images.keys().find(|c| !current.images.contains_key(*c)) {
+    if let Some(container) = images.keys().find(|c| current.image_of(c).is_none()) {
         return Err(ClusterError::UnknownContainer {
             deployment: current.name.clone(),
             namespace: current.namespace.clone(),
             container: container.clone(),
         });
     }
-    let matches = images.iter().all(|(c, i)| current.images.get(c) == Some(i))
+    let matches = images.iter().all(|(c, i)| current.image_of(c) == Some(i))
         && annotations
             .iter()
             .all(|(k, v)| current.annotations.get(k) == Some(v));
     if matches {
         return Ok(None);
     }
-    let mut send_images = images.clone();
-    for container in owned.containers.iter().cloned() {
-        if let Some(image) = current.images.get(&container) {
-            send_images
-                .entry(container)
-                .or_insert_with(|| image.clone());
+    // What tagship sends of each list: the images asked for, and those it applied before.
+    let send = |live: &BTreeMap<String, String>, owned: &BTreeSet<String>| {
+        let mut send: BTreeMap<String, String> = images
+            .iter()
+            .filter(|(c, _)| live.contains_key(*c))
+            .map(|(c, i)| (c.clone(), i.clone()))
+            .collect();
+        for container in owned {
+            if let Some(image) = live.get(container) {
+                send.entry(container.clone())
+                    .or_insert_with(|| image.clone());
+            }
         }
-    }
+        send
+    };
+    let send_images = send(&current.images, &owned.containers);
+    let send_init_images = send(&current.init_images, &owned.init_containers);
     let mut send_annotations = annotations.clone();
     for key in owned.annotations.iter().cloned() {
         if let Some(value) = current.annotations.get(&key) {
@@ -712,12 +933,21 @@ fn apply_body(
     if !send_annotations.is_empty() {
         body["metadata"]["annotations"] = json!(send_annotations);
     }
-    if !send_images.is_empty() {
-        let containers: Vec<Value> = send_images
+    let list = |images: &BTreeMap<String, String>| -> Vec<Value> {
+        images
             .iter()
             .map(|(name, image)| json!({ "name": name, "image": image }))
-            .collect();
-        body["spec"] = json!({ "template": { "spec": { "containers": containers } } });
+            .collect()
+    };
+    let mut pod = serde_json::Map::new();
+    if !send_images.is_empty() {
+        pod.insert("containers".into(), json!(list(&send_images)));
+    }
+    if !send_init_images.is_empty() {
+        pod.insert("initContainers".into(), json!(list(&send_init_images)));
+    }
+    if !pod.is_empty() {
+        body["spec"] = json!({ "template": { "spec": pod } });
     }
     Ok(Some(body))
 }
@@ -726,6 +956,7 @@ fn apply_body(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Owned {
     containers: BTreeSet<String>,
+    init_containers: BTreeSet<String>,
     annotations: BTreeSet<String>,
 }
 
@@ -743,15 +974,21 @@ fn owned_by(entries: Vec<ManagedEntry>, manager: &str) -> Owned {
                 .into_keys()
                 .filter_map(|k| k.strip_prefix("f:").map(str::to_owned)),
         );
-        for (key, container) in fields.spec.template.spec.containers {
-            let name = key
-                .strip_prefix("k:")
-                .and_then(|k| serde_json::from_str::<Value>(k).ok())
-                .and_then(|k| k["name"].as_str().map(str::to_owned));
-            if let Some(name) = name
-                && container.image.is_some()
-            {
-                owned.containers.insert(name);
+        let pod = fields.spec.template.spec;
+        for (list, owned) in [
+            (pod.containers, &mut owned.containers),
+            (pod.init_containers, &mut owned.init_containers),
+        ] {
+            for (key, container) in list {
+                let name = key
+                    .strip_prefix("k:")
+                    .and_then(|k| serde_json::from_str::<Value>(k).ok())
+                    .and_then(|k| k["name"].as_str().map(str::to_owned));
+                if let Some(name) = name
+                    && container.image.is_some()
+                {
+                    owned.insert(name);
+                }
             }
         }
     }
@@ -909,6 +1146,7 @@ mod tests {
                     .map(|(a, b)| (a.to_owned(), b.to_owned()))
                     .collect(),
                 annotations: [("a".to_owned(), "b".to_owned())].into(),
+                init_images: BTreeMap::new(),
                 resource_version: "77".into(),
                 progress_deadline_exceeded: None,
             }
@@ -996,6 +1234,64 @@ mod tests {
                 "spec": { "template": { "spec": { "containers": [
                     { "name": "registry", "image": "r:v2" }, { "name": "worker", "image": "w:v1" } ] } } },
             })
+        );
+    }
+
+    #[test]
+    fn init_containers_are_read_owned_and_applied_in_their_own_list() {
+        let text = json!({
+            "metadata": { "name": "registry", "namespace": "gitlab",
+                "managedFields": [{ "manager": "tagship", "operation": "Apply", "fieldsType": "FieldsV1",
+                    "fieldsV1": { "f:spec": { "f:template": { "f:spec": {
+                        "f:initContainers": { "k:{\"name\":\"configure\"}": { "f:image": {}, "f:name": {} } },
+                        "f:containers": { "k:{\"name\":\"registry\"}": { "f:image": {}, "f:name": {} } } } } } } }] },
+            "spec": { "replicas": 2, "selector": {}, "template": { "spec": {
+                "initContainers": [{ "name": "configure", "image": "r:v1" }, { "name": "certs", "image": "c:v7" }],
+                "containers": [{ "name": "registry", "image": "r:v1" }, { "name": "sidecar", "image": "s:v9" }] } } },
+        });
+        let view: ApplyView = serde_json::from_value(text.clone()).expect("a view");
+        assert_eq!(
+            view.metadata.owned.init_containers,
+            ["configure"].map(str::to_owned).into()
+        );
+        assert_eq!(
+            ApplyView::from(&deployment(text)).metadata.owned,
+            view.metadata.owned,
+            "the whole object reads the same"
+        );
+        let current = LiveDeployment::from_view(&view);
+        assert_eq!(current.init_images["certs"], "c:v7");
+        assert_eq!(
+            current.image_of("configure").map(String::as_str),
+            Some("r:v1")
+        );
+        // Only the registry container is asked for: the init container tagship applied before
+        // is re-sent with its live image, in its own list; nothing else is.
+        let body = apply_body(
+            &current,
+            &view.metadata.owned,
+            &map(&[("registry", "r:v2")]),
+            &BTreeMap::new(),
+        )
+        .expect("known containers")
+        .expect("a change");
+        assert_eq!(
+            body["spec"],
+            json!({ "template": { "spec": {
+                "containers": [{ "name": "registry", "image": "r:v2" }],
+                "initContainers": [{ "name": "configure", "image": "r:v1" }] } } })
+        );
+        let body = apply_body(
+            &current,
+            &view.metadata.owned,
+            &map(&[("registry", "r:v2"), ("configure", "r:v2")]),
+            &BTreeMap::new(),
+        )
+        .expect("known containers")
+        .expect("a change");
+        assert_eq!(
+            body["spec"]["template"]["spec"]["initContainers"],
+            json!([{ "name": "configure", "image": "r:v2" }])
         );
     }
 

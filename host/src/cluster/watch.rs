@@ -20,7 +20,7 @@ use super::retry::{self, ATTEMPTS};
 use super::{ClusterError, Object, Server};
 
 /// Seconds the server keeps one watch request open; the watch is then resumed.
-const WATCH_SECONDS: u32 = 60;
+pub(super) const WATCH_SECONDS: u32 = 60;
 /// How long consecutive watch failures are ridden out (with [`retry::backoff`] between tries)
 /// before giving up, and at least [`ATTEMPTS`] of them: long enough for an API server (or its
 /// etcd) to be restarted under a running rollout watch.
@@ -122,29 +122,78 @@ pub(super) async fn watch_each<K>(
     kind: &'static str,
     ns: &str,
     names: &[&str],
-    mut done: impl FnMut(&K) -> bool,
+    done: impl FnMut(&K) -> bool,
 ) -> Result<(), ClusterError>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let mut pending: BTreeSet<&str> = names.iter().copied().collect();
     let listed = names.join("`, `");
-    let all = Object::new(kind, ns, &listed);
-    let mut version = read(api, server, kind, ns, &mut pending, &mut done).await?;
-    if pending.is_empty() {
-        return Ok(());
-    }
     let mut params = WatchParams::default().timeout(WATCH_SECONDS);
     if let [name] = names {
         params = params.fields(&format!("metadata.name={name}"));
     }
+    let mut follower = Named {
+        api,
+        server,
+        kind,
+        ns,
+        pending: names.iter().copied().collect(),
+        done,
+    };
+    follow(
+        api,
+        server,
+        Object::new(kind, ns, &listed),
+        &params,
+        &mut follower,
+    )
+    .await
+}
+
+/// What a watch does with what it reads and sees: [`follow`] drives it.
+pub(super) trait Follower<K> {
+    /// Reads the objects afresh (at the start, and when the watch's version is too old); the
+    /// resource version to watch from.
+    async fn read(&mut self) -> Result<String, ClusterError>;
+    /// An object was added or changed.
+    fn changed(&mut self, object: &K) -> Result<(), ClusterError>;
+    /// An object was deleted.
+    fn deleted(&mut self, object: &K) -> Result<(), ClusterError>;
+    /// Whether the watch has seen what it waited for.
+    fn over(&self) -> bool;
+}
+
+/// Reads with `follower`, then watches `api` with `params` from the version read, telling
+/// `follower` of every change until it says it is over. Resumes from the last version seen when
+/// the server closes the stream, reads afresh when that version is too old (410 Gone), and
+/// rides out transient failures (see [`Failures`]). `all` names what is watched in errors.
+///
+/// # Errors
+///
+/// What `follower` returns; [`ClusterError::Api`] after at least [`ATTEMPTS`] consecutive
+/// failed watch requests spanning [`PATIENCE`], or at once for a failure that is not transient.
+pub(super) async fn follow<K, F>(
+    api: &Api<K>,
+    server: &Server,
+    all: Object<'_>,
+    params: &WatchParams,
+    follower: &mut F,
+) -> Result<(), ClusterError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    F: Follower<K>,
+{
+    let mut version = follower.read().await?;
+    if follower.over() {
+        return Ok(());
+    }
     let mut failures = Failures::default();
     loop {
-        let stream = match api.watch(&params, &version).await {
+        let stream = match api.watch(params, &version).await {
             Ok(stream) => stream,
             Err(kube::Error::Api(status)) if status.code == 410 => {
-                version = read(api, server, kind, ns, &mut pending, &mut done).await?;
-                if pending.is_empty() {
+                version = follower.read().await?;
+                if follower.over() {
                     return Ok(());
                 }
                 continue;
@@ -166,18 +215,18 @@ where
                     if let Some(seen) = obj.resource_version() {
                         version = seen;
                     }
-                    let name = obj.meta().name.as_deref().unwrap_or_default();
-                    if pending.contains(name) && done(&obj) {
-                        pending.remove(name);
-                        if pending.is_empty() {
-                            return Ok(());
-                        }
+                    follower.changed(&obj)?;
+                    if follower.over() {
+                        return Ok(());
                     }
                 }
                 Ok(WatchEvent::Deleted(obj)) => {
-                    let name = obj.meta().name.as_deref().unwrap_or_default();
-                    if pending.contains(name) {
-                        return Err(Object::new(kind, ns, name).not_found());
+                    if let Some(seen) = obj.resource_version() {
+                        version = seen;
+                    }
+                    follower.deleted(&obj)?;
+                    if follower.over() {
+                        return Ok(());
                     }
                 }
                 Ok(WatchEvent::Bookmark(bookmark)) => {
@@ -185,8 +234,8 @@ where
                 }
                 Ok(WatchEvent::Error(status)) if status.code == 410 => {
                     // Our version fell out of the server's window: start again from a fresh read.
-                    version = read(api, server, kind, ns, &mut pending, &mut done).await?;
-                    if pending.is_empty() {
+                    version = follower.read().await?;
+                    if follower.over() {
                         return Ok(());
                     }
                     break;
@@ -211,6 +260,54 @@ where
         if let Some(wait) = failures.backoff() {
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// [`watch_each`]'s follower: the named objects not yet done.
+struct Named<'a, K, D> {
+    api: &'a Api<K>,
+    server: &'a Server,
+    kind: &'static str,
+    ns: &'a str,
+    pending: BTreeSet<&'a str>,
+    done: D,
+}
+
+impl<K, D> Follower<K> for Named<'_, K, D>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    D: FnMut(&K) -> bool,
+{
+    async fn read(&mut self) -> Result<String, ClusterError> {
+        read(
+            self.api,
+            self.server,
+            self.kind,
+            self.ns,
+            &mut self.pending,
+            &mut self.done,
+        )
+        .await
+    }
+
+    fn changed(&mut self, obj: &K) -> Result<(), ClusterError> {
+        let name = obj.meta().name.as_deref().unwrap_or_default();
+        if self.pending.contains(name) && (self.done)(obj) {
+            self.pending.remove(name);
+        }
+        Ok(())
+    }
+
+    fn deleted(&mut self, obj: &K) -> Result<(), ClusterError> {
+        let name = obj.meta().name.as_deref().unwrap_or_default();
+        if self.pending.contains(name) {
+            return Err(Object::new(self.kind, self.ns, name).not_found());
+        }
+        Ok(())
+    }
+
+    fn over(&self) -> bool {
+        self.pending.is_empty()
     }
 }
 

@@ -18,8 +18,8 @@ use super::duration::{format_duration, parse_duration};
 use super::error::Problem;
 use super::names::{NameRule, closest, quoted_list};
 use super::schema::{
-    Bake, Component, Config, Gate, Lock, Migration, Migrations, OnUnknown, Plugin, PluginLimits,
-    PluginSource, PostMigration, Stage, Workload,
+    Bake, Component, Config, ContainerRef, Gate, Lock, Migration, Migrations, OnUnknown, Pin,
+    Plugin, PluginLimits, PluginSource, PostMigration, Stage, Workload,
 };
 use crate::version::{TagTemplate, VersionError};
 
@@ -49,7 +49,15 @@ const TOP_KEYS: &[&str] = &[
     "plugins",
     "stage",
 ];
-const COMPONENT_KEYS: &[&str] = &["name", "image", "tag"];
+const COMPONENT_KEYS: &[&str] = &[
+    "name",
+    "image",
+    "tag",
+    "pin",
+    "registry_url",
+    "registry_user_env",
+    "registry_password_env",
+];
 const LOCK_KEYS: &[&str] = &["name", "namespace", "ttl", "wait"];
 const MIGRATIONS_KEYS: &[&str] = &["pre", "post"];
 const MIGRATION_KEYS: &[&str] = &[
@@ -91,6 +99,9 @@ const STAGE_KEYS: &[&str] = &[
     "pre_checks",
     "notify",
     "rollout_timeout",
+    "image",
+    "fail_fast",
+    "restarts_allowed",
     "bake",
     "plugin_config",
 ];
@@ -197,7 +208,7 @@ fn read_component(section: &Section<'_, '_>) -> Result<Component, Problem> {
             .hint("name the component, e.g. `name = \"registry\"`"));
     }
     let image = section.required_string("image", "\"registry.example.com/registry\"")?;
-    check_image(&image)?;
+    check_image(&image, &section.what("image"))?;
     let tag = match section.string("tag")? {
         Some(tag) => tag.get_ref().parse::<TagTemplate>().map_err(|e| {
             let hint = match &e {
@@ -215,37 +226,78 @@ fn read_component(section: &Section<'_, '_>) -> Result<Component, Problem> {
         })?,
         None => TagTemplate::default(),
     };
+    let pin = match section.choice("pin", &["tag", "digest"])? {
+        Some("digest") => Pin::Digest,
+        _ => Pin::Tag,
+    };
+    let registry_url = match section.string("registry_url")? {
+        Some(url) => {
+            let parsed = url::Url::parse(url.get_ref())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if parsed.is_none() {
+                return Err(Problem::new(
+                    url.span(),
+                    format!(
+                        "{} is not an http(s) URL: `{}`",
+                        section.what("registry_url"),
+                        url.get_ref()
+                    ),
+                )
+                .hint("give the registry's base URL, e.g. `registry_url = \"https://registry.example.com\"`"));
+            }
+            Some(url.get_ref().trim_end_matches('/').to_owned())
+        }
+        None => None,
+    };
+    let user = section.name("registry_user_env", NameRule::EnvVar)?;
+    let password = section.name("registry_password_env", NameRule::EnvVar)?;
+    let registry_credentials = match (user, password) {
+        (Some(user), Some(password)) => Some((user.into_inner(), password.into_inner())),
+        (None, None) => None,
+        (Some(one), None) | (None, Some(one)) => {
+            return Err(Problem::new(
+                one.span(),
+                "`registry_user_env` and `registry_password_env` in [component] go together",
+            )
+            .hint("name both environment variables, e.g. `registry_user_env = \"CI_REGISTRY_USER\"` and `registry_password_env = \"CI_REGISTRY_PASSWORD\"`, or neither for anonymous pulls"));
+        }
+    };
     Ok(Component {
         name: name.into_inner(),
         image: image.into_inner(),
         tag,
+        pin,
+        registry_url,
+        registry_credentials,
     })
 }
 
-fn check_image(image: &Text) -> Result<(), Problem> {
+/// `image` (named `what`, e.g. ``` `image` in [component] ```) is a repository without tag or
+/// digest.
+fn check_image(image: &Text, what: &str) -> Result<(), Problem> {
     let value = image.get_ref();
     let problem = |message: String| Problem::new(image.span(), message);
     if value.is_empty() || value.chars().any(char::is_whitespace) {
         return Err(problem(format!(
-            "`image` in [component] is not an image repository: `{value}`"
+            "{what} is not an image repository: `{value}`"
         ))
         .hint(
             "write the repository without a tag, e.g. `image = \"registry.example.com/registry\"`",
         ));
     }
     if let Some((repository, _)) = value.split_once('@') {
-        return Err(problem(format!(
-            "`image` in [component] must not include a digest: `{value}`"
-        ))
-        .hint(format!(
-            "tagship sets the tag per version; write `image = \"{repository}\"`"
-        )));
+        return Err(
+            problem(format!("{what} must not include a digest: `{value}`")).hint(format!(
+                "tagship sets the tag per version; write `image = \"{repository}\"`"
+            )),
+        );
     }
     let last_slash = value.rfind('/').map_or(0, |i| i + 1);
     if let Some(colon) = value[last_slash..].find(':') {
         let (repository, tag) = value.split_at(last_slash + colon);
         return Err(problem(format!(
-            "`image` in [component] must not include a tag: `{value}`"
+            "{what} must not include a tag: `{value}`"
         ))
         .hint(format!(
             "write `image = \"{repository}\"` and put the tag's shape in `tag`, e.g. `tag = \"{{{{version}}}}\"` (found tag `{}`)",
@@ -387,9 +439,10 @@ fn read_migration(section: &Section<'_, '_>) -> Result<Migration, Problem> {
     let timeout = section
         .positive_duration("timeout")?
         .unwrap_or(DEFAULT_MIGRATION_TIMEOUT);
-    let container = section
-        .name("container", NameRule::Label)?
-        .map(Spanned::into_inner);
+    let container = match section.string("container")? {
+        Some(text) => Some(container_ref(&text, &section.what("container"))?),
+        None => None,
+    };
     Ok(Migration {
         command: strings(command.into_inner()),
         args: strings(args),
@@ -398,6 +451,28 @@ fn read_migration(section: &Section<'_, '_>) -> Result<Migration, Problem> {
         backoff_limit,
         timeout,
         container,
+    })
+}
+
+/// `container` or `deployment/container`.
+fn container_ref(text: &Text, what: &str) -> Result<ContainerRef, Problem> {
+    let value = text.get_ref();
+    let (deployment, container) = match value.split_once('/') {
+        Some((deployment, container)) => (Some(deployment), container),
+        None => (None, value.as_str()),
+    };
+    let valid = NameRule::Label.allows(container)
+        && deployment.is_none_or(|d| NameRule::Subdomain.allows(d));
+    if !valid {
+        return Err(Problem::new(
+            text.span(),
+            format!("{what} is not a container name: `{value}`"),
+        )
+        .hint("write the container's name, e.g. `container = \"registry\"`, or `deployment/container`, e.g. `container = \"gitlab-registry/registry\"`"));
+    }
+    Ok(ContainerRef {
+        deployment: deployment.map(str::to_owned),
+        container: container.to_owned(),
     })
 }
 
@@ -682,10 +757,44 @@ fn read_stage(section: &Section<'_, '_>, dir: &Path) -> Result<(Stage, StageSpan
     let rollout_timeout = section
         .positive_duration("rollout_timeout")?
         .unwrap_or(DEFAULT_ROLLOUT_TIMEOUT);
+    let (image, fail_fast, restarts_allowed) = read_release_keys(section)?;
     let bake = match section.table("bake", format!("[stage.bake] {of_stage}"))? {
         Some(bake) => Some(read_bake(&bake, &mut references)?),
         None => None,
     };
+    let plugin_config = read_plugin_config(section, &of_stage, &mut references)?;
+    let spans = StageSpans {
+        name: name.span(),
+        environment: environment.span(),
+        references,
+    };
+    let stage = Stage {
+        name: name.into_inner(),
+        environment: environment.into_inner(),
+        clusters: strings(clusters),
+        kubeconfig,
+        namespace: namespace.into_inner(),
+        workloads,
+        gate,
+        pre_checks: strings(pre_checks),
+        notify: strings(notify),
+        rollout_timeout,
+        image,
+        fail_fast,
+        restarts_allowed,
+        bake,
+        plugin_config,
+    };
+    Ok((stage, spans))
+}
+
+/// `[stage.plugin_config.NAME]` tables of a stage, by plugin name; each plugin named is a
+/// reference to check.
+fn read_plugin_config(
+    section: &Section<'_, '_>,
+    of_stage: &str,
+    references: &mut Vec<Reference>,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, Problem> {
     let mut plugin_config = BTreeMap::new();
     if let Some(table) = section.table("plugin_config", format!("`plugin_config` {of_stage}"))? {
         for (key, value) in table.entries() {
@@ -720,26 +829,23 @@ fn read_stage(section: &Section<'_, '_>, dir: &Path) -> Result<(Stage, StageSpan
             plugin_config.insert(plugin.to_owned(), map);
         }
     }
-    let spans = StageSpans {
-        name: name.span(),
-        environment: environment.span(),
-        references,
+    Ok(plugin_config)
+}
+
+/// A stage's `image`, `fail_fast` and `restarts_allowed`, with their defaults.
+fn read_release_keys(section: &Section<'_, '_>) -> Result<(Option<String>, bool, u32), Problem> {
+    let image = match section.string("image")? {
+        Some(image) => {
+            check_image(&image, &section.what("image"))?;
+            Some(image.into_inner())
+        }
+        None => None,
     };
-    let stage = Stage {
-        name: name.into_inner(),
-        environment: environment.into_inner(),
-        clusters: strings(clusters),
-        kubeconfig,
-        namespace: namespace.into_inner(),
-        workloads,
-        gate,
-        pre_checks: strings(pre_checks),
-        notify: strings(notify),
-        rollout_timeout,
-        bake,
-        plugin_config,
-    };
-    Ok((stage, spans))
+    let fail_fast = section.boolean("fail_fast")?.unwrap_or(true);
+    let restarts_allowed = section
+        .count("restarts_allowed", 0, 1000)?
+        .map_or(0, Spanned::into_inner);
+    Ok((image, fail_fast, restarts_allowed))
 }
 
 fn read_workloads(section: &Section<'_, '_>, of_stage: &str) -> Result<Vec<Workload>, Problem> {
@@ -1004,6 +1110,21 @@ impl<'a, 'i> Section<'a, 'i> {
             _ => Err(self
                 .wrong_type(key, value, "a string")
                 .maybe_hint(self.quote_hint(key, value))),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, Problem> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        match value.get_ref() {
+            DeValue::Boolean(b) => Ok(Some(*b)),
+            DeValue::String(s) if matches!(s.as_ref(), "true" | "false") => Err(self
+                .wrong_type(key, value, "true or false")
+                .hint(format!("remove the quotes: `{key} = {s}`"))),
+            _ => Err(self
+                .wrong_type(key, value, "true or false")
+                .hint(format!("write `{key} = true` or `{key} = false`"))),
         }
     }
 

@@ -46,6 +46,28 @@ pub struct Component {
     /// `tag`: how a version becomes the image tag; must contain `{{version}}` exactly once.
     /// Default `{{version}}`.
     pub tag: TagTemplate,
+    /// `pin`: `tag` (default) applies `image:tag`; `digest` resolves the tag's digest through
+    /// the registry's HTTP API before the apply and applies `image:tag@sha256:…`, so every pod
+    /// of the release runs the same bytes even if the tag is moved.
+    pub pin: Pin,
+    /// `registry_url`: the base URL of the registry's HTTP API that `pin = "digest"` asks, e.g.
+    /// `https://registry.example.com`. Optional; default `https://` and the image's registry
+    /// host (Docker Hub's API for an image without one).
+    pub registry_url: Option<String>,
+    /// `registry_user_env` and `registry_password_env`: the names of the environment variables
+    /// holding the registry credentials `pin = "digest"` uses (e.g. `CI_REGISTRY_USER` and
+    /// `CI_REGISTRY_PASSWORD`). Optional; default: anonymous pulls. Both or neither.
+    pub registry_credentials: Option<(String, String)>,
+}
+
+/// How an image is referred to in the pod template.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pin {
+    /// `tag`: `repository:tag`.
+    #[default]
+    Tag,
+    /// `digest`: `repository:tag@sha256:…`, the digest the registry gives for the tag.
+    Digest,
 }
 
 /// `[lock]`: the deploy lock. Each environment has its own Lease
@@ -88,17 +110,31 @@ pub struct Migration {
     /// `env`: extra environment variables of the container, as a table of strings.
     /// Default `{}`.
     pub env: BTreeMap<String, String>,
-    /// `service_account`: the Job's service account. Optional; default: the namespace's
-    /// default service account.
+    /// `service_account`: the Job's service account. Optional; default: the workload pod's.
     pub service_account: Option<String>,
     /// `backoff_limit`: retries of the Job's pod before the Job fails. Default `0`.
     pub backoff_limit: u32,
     /// `timeout`: how long the Job may run before it counts as failed. Default `10m`.
     pub timeout: Duration,
-    /// `container`: the workload container whose image (at the target version) and pod
-    /// settings the Job uses. Optional; default: the first container of the stage's first
-    /// workload.
-    pub container: Option<String>,
+    /// `container`: the workload container whose pod the Job runs in, as `container` (in the
+    /// first of the stage's workloads that has it) or `deployment/container`. The Job's pod is
+    /// that Deployment's pod template: the container's env (with its Secret and `ConfigMap`
+    /// references), envFrom, volume mounts, resources, security context and working directory,
+    /// with its image at the target version and `command`/`args`/`env` from here; the pod's
+    /// volumes, init containers (those running the component's image at the target version),
+    /// service account, image pull secrets, node selector, tolerations, affinity, security
+    /// context and priority class. Optional; default: the first container running the
+    /// component's image in the stage's first workload.
+    pub container: Option<ContainerRef>,
+}
+
+/// A container of a stage's workloads, as `[migrations.*].container` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRef {
+    /// The Deployment; `None`: the first of the stage's workloads that has the container.
+    pub deployment: Option<String>,
+    /// The container's name.
+    pub container: String,
 }
 
 /// `[migrations.post]`: a [`Migration`] plus where it runs.
@@ -187,6 +223,18 @@ pub struct Stage {
     /// `rollout_timeout`: how long the rollout may take (the Deployment's own
     /// `progressDeadlineSeconds` also applies). Default `10m`.
     pub rollout_timeout: Duration,
+    /// `image`: this stage's image repository instead of `[component].image` (e.g. a
+    /// production mirror). Optional.
+    pub image: Option<String>,
+    /// `fail_fast`: watch the pods of the new release during the rollout and fail it (rolling
+    /// back) at the first pod that cannot run: a container in `CrashLoopBackOff` or restarted
+    /// more than `restarts_allowed` times, `ImagePullBackOff`/`ErrImagePull`,
+    /// `CreateContainerConfigError`, `InvalidImageName`. Default `true`; `false` leaves the
+    /// verdict to the progress deadline and `rollout_timeout`.
+    pub fail_fast: bool,
+    /// `restarts_allowed`: container restarts of a new pod tolerated before `fail_fast` fails
+    /// the rollout. Default `0`.
+    pub restarts_allowed: u32,
     /// `[stage.bake]`: health checks after the rollout. Optional; without it the stage is done
     /// once rolled out.
     pub bake: Option<Bake>,
@@ -200,7 +248,10 @@ pub struct Stage {
 pub struct Workload {
     /// `deployment`: the Deployment's name. Required.
     pub deployment: String,
-    /// `containers`: the containers whose image tagship sets. Default `[]`: every container.
+    /// `containers`: the containers (or init containers) whose image tagship sets; each must
+    /// run the component's image. Default `[]`: every container and init container whose image
+    /// repository is the component's (`[component].image`, or the stage's `image`); others
+    /// (sidecars) are never touched.
     pub containers: Vec<String>,
 }
 

@@ -693,6 +693,114 @@ fn mistakes_in_plugins_migrations_and_the_lock_are_reported_with_a_hint() {
 }
 
 #[test]
+fn the_release_keys_have_their_defaults_and_parse_as_written() {
+    let minimal = parse(MINIMAL, Path::new("t.toml")).unwrap();
+    assert_eq!(minimal.component.pin, Pin::Tag);
+    assert_eq!(minimal.component.registry_url, None);
+    assert_eq!(minimal.component.registry_credentials, None);
+    let gstg = &minimal.stages[0];
+    assert!(gstg.fail_fast, "fail fast by default");
+    assert_eq!(gstg.restarts_allowed, 0);
+    assert_eq!(gstg.image, None);
+    assert_eq!(
+        minimal.repository_for(gstg),
+        "registry.example.com/registry"
+    );
+
+    let text = MINIMAL
+        .replace(
+            "image = \"registry.example.com/registry\"\n",
+            "image = \"registry.example.com/registry\"\npin = \"digest\"\nregistry_url = \"https://registry.example.com/\"\nregistry_user_env = \"CI_REGISTRY_USER\"\nregistry_password_env = \"CI_REGISTRY_PASSWORD\"\n",
+        )
+        .replace(
+            "namespace = \"gitlab\"\n",
+            "namespace = \"gitlab\"\nimage = \"mirror.example.com/registry\"\nfail_fast = false\nrestarts_allowed = 3\n",
+        );
+    let text = format!(
+        "[migrations.pre]\ncommand = [\"registry\"]\ncontainer = \"gitlab-registry/registry\"\n{text}"
+    );
+    let config = parse(&text, Path::new("t.toml")).unwrap();
+    let c = &config.component;
+    assert_eq!(c.pin, Pin::Digest);
+    assert_eq!(
+        c.registry_url.as_deref(),
+        Some("https://registry.example.com")
+    );
+    assert_eq!(
+        c.registry_credentials,
+        Some(("CI_REGISTRY_USER".into(), "CI_REGISTRY_PASSWORD".into()))
+    );
+    let gstg = &config.stages[0];
+    assert!(!gstg.fail_fast);
+    assert_eq!(gstg.restarts_allowed, 3);
+    assert_eq!(config.repository_for(gstg), "mirror.example.com/registry");
+    assert_eq!(
+        config.component_repositories(gstg),
+        [
+            "registry.example.com/registry",
+            "mirror.example.com/registry"
+        ]
+    );
+    assert_eq!(
+        config.migrations.pre.unwrap().container,
+        Some(ContainerRef {
+            deployment: Some("gitlab-registry".into()),
+            container: "registry".into()
+        })
+    );
+}
+
+#[test]
+fn mistakes_in_the_release_keys_are_reported_with_a_hint() {
+    let cases = [
+        (
+            "pin = \"sha\"\n",
+            "t.toml:4:7: `pin` in [component] must be one of `tag`, `digest`, not `sha`\nhint: use one of `tag`, `digest`",
+        ),
+        (
+            "registry_url = \"registry.example.com\"\n",
+            "t.toml:4:16: `registry_url` in [component] is not an http(s) URL: `registry.example.com`\nhint: give the registry's base URL, e.g. `registry_url = \"https://registry.example.com\"`",
+        ),
+        (
+            "registry_user_env = \"CI_REGISTRY_USER\"\n",
+            "t.toml:4:21: `registry_user_env` and `registry_password_env` in [component] go together\nhint: name both environment variables, e.g. `registry_user_env = \"CI_REGISTRY_USER\"` and `registry_password_env = \"CI_REGISTRY_PASSWORD\"`, or neither for anonymous pulls",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let text = MINIMAL.replace(
+            "image = \"registry.example.com/registry\"\n",
+            &format!("image = \"registry.example.com/registry\"\n{extra}"),
+        );
+        let err = parse(&text, Path::new("t.toml")).unwrap_err();
+        assert_eq!(err.to_string(), expected, "{extra}");
+    }
+    let stage_cases = [
+        (
+            "image = \"mirror.example.com/registry:v1\"\n",
+            "t.toml:10:9: `image` in [[stage]] `gstg` must not include a tag: `mirror.example.com/registry:v1`\nhint: write `image = \"mirror.example.com/registry\"` and put the tag's shape in `tag`, e.g. `tag = \"{{version}}\"` (found tag `v1`)",
+        ),
+        (
+            "fail_fast = \"false\"\n",
+            "t.toml:10:13: `fail_fast` in [[stage]] `gstg` must be true or false, not a string\nhint: remove the quotes: `fail_fast = false`",
+        ),
+        (
+            "restarts_allowed = -1\n",
+            "t.toml:10:20: `restarts_allowed` in [[stage]] `gstg` must be from 0 to 1000, not -1\nhint: write a whole number from 0 to 1000",
+        ),
+    ];
+    for (extra, expected) in stage_cases {
+        let text = format!("{MINIMAL}{extra}");
+        let err = parse(&text, Path::new("t.toml")).unwrap_err();
+        assert_eq!(err.to_string(), expected, "{extra}");
+    }
+    let text = format!("[migrations.pre]\ncommand = [\"r\"]\ncontainer = \"a/b/c\"\n{MINIMAL}");
+    assert_eq!(
+        parse(&text, Path::new("t.toml")).unwrap_err().to_string(),
+        "t.toml:3:13: `container` in [migrations.pre] is not a container name: `a/b/c`\nhint: write the container's name, e.g. `container = \"registry\"`, or `deployment/container`, e.g. `container = \"gitlab-registry/registry\"`"
+    );
+}
+
+#[test]
 fn a_notifier_hears_the_events_it_names_and_every_event_by_default() {
     let text = format!(
         "[plugins.slack]\nsource = \"builtin:slack-notify\"\nevents = [\"deploy-failed\", \"rollback-started\"]\n[plugins.hook]\nsource = \"builtin:webhook-notify\"\n{MINIMAL}"
@@ -720,4 +828,19 @@ fn errors_expose_position_message_and_hint_separately() {
         err.to_string(),
         "tagship.toml:8:1: unknown key `namspace` in [[stage]] `gstg`\nhint: did you mean `namespace`?"
     );
+}
+
+#[test]
+fn the_documented_local_example_parses() {
+    let text = include_str!("../../../examples/local/tagship.toml");
+    let config = parse(text, Path::new("examples/local/tagship.toml"))
+        .unwrap_or_else(|e| panic!("examples/local/tagship.toml must parse:\n{e}"));
+    let gprd = config.stage("gprd").unwrap();
+    assert_eq!(gprd.clusters, ["local-1", "local-2"]);
+    assert!(
+        gprd.workloads[0].containers.is_empty(),
+        "the component's containers by default"
+    );
+    let pre = config.migrations.pre.unwrap();
+    assert_eq!(pre.container.unwrap().container, "registry");
 }

@@ -38,16 +38,16 @@ pub fn assess(plan: &BakePlan, tally: &mut Tally, results: &[CheckResult]) -> Ro
     for r in results {
         match &r.outcome {
             CheckOutcome::Pass => {}
-            CheckOutcome::Fail(why) => failed.push(format!("`{}`: {why}", r.check)),
+            CheckOutcome::Fail(why) => failed.push(format!("{}: {why}", r.subject())),
             CheckOutcome::Unknown(why) => match plan.unknown {
                 UnknownPolicy::Fail => {
-                    failed.push(format!("`{}` could not decide: {why}", r.check));
+                    failed.push(format!("{} could not decide: {why}", r.subject()));
                 }
                 UnknownPolicy::Pass => {}
                 UnknownPolicy::Wait => unknown = true,
             },
             CheckOutcome::Errored(why) => {
-                errored.push(format!("`{}` could not run: {why}", r.check));
+                errored.push(format!("{} could not run: {why}", r.subject()));
             }
         }
     }
@@ -102,6 +102,7 @@ mod tests {
     fn round(outcome: CheckOutcome) -> Vec<CheckResult> {
         vec![CheckResult {
             check: "health".into(),
+            cluster: None,
             outcome,
         }]
     }

@@ -79,9 +79,9 @@ pub fn pre_check_verdict(results: &[CheckResult]) -> Result<(), String> {
         .iter()
         .filter_map(|r| match &r.outcome {
             CheckOutcome::Pass => None,
-            CheckOutcome::Fail(why) => Some(format!("`{}` failed: {why}", r.check)),
-            CheckOutcome::Unknown(why) => Some(format!("`{}` could not decide: {why}", r.check)),
-            CheckOutcome::Errored(why) => Some(format!("`{}` could not run: {why}", r.check)),
+            CheckOutcome::Fail(why) => Some(format!("{} failed: {why}", r.subject())),
+            CheckOutcome::Unknown(why) => Some(format!("{} could not decide: {why}", r.subject())),
+            CheckOutcome::Errored(why) => Some(format!("{} could not run: {why}", r.subject())),
         })
         .collect();
     if problems.is_empty() {
@@ -136,7 +136,9 @@ mod tests {
                 .enumerate()
                 .map(|(i, (version, complete))| WorkloadLive {
                     cluster: format!("c{i}"),
+                    namespace: "gitlab".into(),
                     name: "registry/registry".into(),
+                    image: format!("registry:{version}"),
                     version: Some(v(version)),
                     previous: None,
                     complete: *complete,
@@ -263,6 +265,7 @@ mod tests {
     fn pre_checks_fail_closed() {
         let r = |outcome| CheckResult {
             check: "health".into(),
+            cluster: None,
             outcome,
         };
         assert_eq!(pre_check_verdict(&[r(CheckOutcome::Pass)]), Ok(()));

@@ -8,6 +8,7 @@
 //! - A failed rollout or bake rolls back to the previous version, unless post-deployment
 //!   migrations forbid it; then the run says so and stops.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,8 +21,8 @@ use super::bake::{self, Round, Tally};
 use super::decide::{self, RollbackDecision, StageAction};
 use super::plan::{Plan, StagePlan};
 use super::ports::{
-    CheckOutcome, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt, Migration,
-    Notify, Phase, PortError, Reporter, StageEnd, StageLive,
+    CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt,
+    Migration, Notify, Phase, PortError, Reporter, StageEnd, StageLive,
 };
 
 /// How a deploy run ended.
@@ -143,7 +144,21 @@ pub async fn deploy<C: Cluster, K: Checks, N: Notify, R: Reporter>(
             format!("`{stage}` needs a human: {reason}"),
         ),
     };
-    notify.send(None, kind, &start_ctx, &message).await;
+    // The run's last event names the stage it stopped in, when it stopped in one.
+    let stopped_in = match &outcome {
+        DeployOutcome::AwaitingApproval { stage }
+        | DeployOutcome::Blocked { stage, .. }
+        | DeployOutcome::Failed { stage, .. }
+        | DeployOutcome::RollbackFailed { stage, .. } => {
+            plan.stages.iter().find(|s| s.name == *stage)
+        }
+        DeployOutcome::LockTimeout { environment, .. } => {
+            plan.stages.iter().find(|s| s.environment == *environment)
+        }
+        DeployOutcome::Done { .. } => None,
+    };
+    let end_ctx = run.context(stopped_in, None, &StageLive::default());
+    notify.send(None, kind, &end_ctx, &message).await;
     outcome
 }
 
@@ -427,7 +442,9 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             }
         }
         if let Some(bake) = &stage.bake
-            && let Err(why) = self.bake(stage, bake, &ctx).await
+            && let Err(why) = self
+                .bake(stage, bake, &self.rolled_out(stage, &ctx).await)
+                .await
         {
             return Err(self
                 .roll_back(
@@ -501,7 +518,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             Some(&stage.name),
             &format!("pre-checks: {}", stage.pre_checks.join(", ")),
         );
-        let results = self.checks.run(stage, &stage.pre_checks, ctx).await;
+        let results = self.run_checks(stage, &stage.pre_checks, ctx).await;
         self.reporter
             .checked(&stage.name, Phase::PreChecks, &results);
         if let Err(reason) = decide::pre_check_verdict(&results) {
@@ -514,6 +531,33 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             });
         }
         Ok(())
+    }
+
+    /// The context of `stage` after its rollout, so the bake's checks see the workloads as they
+    /// are now; `before` (the context from before the change) when the stage cannot be read.
+    async fn rolled_out(&self, stage: &StagePlan, before: &DeployContext) -> DeployContext {
+        match self.cluster.live(stage).await {
+            Ok(live) => DeployContext {
+                workloads: self.context(Some(stage), None, &live).workloads,
+                ..before.clone()
+            },
+            Err(e) => {
+                self.reporter.step(
+                    Some(&stage.name),
+                    &format!("could not re-read the stage for the bake's checks (they get the state from before the change): {e}"),
+                );
+                before.clone()
+            }
+        }
+    }
+
+    async fn run_checks(
+        &self,
+        stage: &StagePlan,
+        names: &[String],
+        ctx: &DeployContext,
+    ) -> Vec<CheckResult> {
+        check_per_cluster(self.checks, stage, names, ctx).await
     }
 
     async fn bake(
@@ -538,24 +582,28 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         let started = Instant::now();
         let mut tally = Tally::default();
         loop {
-            let results = self.checks.run(stage, &plan.checks, ctx).await;
+            let results = self.run_checks(stage, &plan.checks, ctx).await;
             self.reporter.checked(&stage.name, phase, &results);
             for r in &results {
-                let text = match &r.outcome {
-                    CheckOutcome::Pass => "pass".to_owned(),
-                    CheckOutcome::Fail(why) => format!("FAIL: {why}"),
-                    CheckOutcome::Unknown(why) => format!("unknown: {why}"),
-                    CheckOutcome::Errored(why) => format!("error: {why}"),
+                let (word, why) = match &r.outcome {
+                    CheckOutcome::Pass => ("pass", None),
+                    CheckOutcome::Fail(why) => ("FAIL", Some(why)),
+                    CheckOutcome::Unknown(why) => ("unknown", Some(why)),
+                    CheckOutcome::Errored(why) => ("error", Some(why)),
                 };
                 let elapsed = started.elapsed().as_secs();
-                self.reporter.step(
-                    Some(&stage.name),
-                    &format!(
-                        "bake {elapsed}s/{}s: {} {text}",
-                        plan.duration.as_secs(),
-                        r.check
-                    ),
+                let mut text = format!(
+                    "bake {elapsed}s/{}s: {} {word}",
+                    plan.duration.as_secs(),
+                    r.check
                 );
+                if let Some(cluster) = &r.cluster {
+                    let _ = write!(text, " in {cluster}");
+                }
+                if let Some(why) = why {
+                    let _ = write!(text, ": {why}");
+                }
+                self.reporter.step(Some(&stage.name), &text);
             }
             if let Round::Fail(why) = bake::assess(plan, &mut tally, &results) {
                 return Err(why);
@@ -826,6 +874,34 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
     }
 }
 
+/// Runs the checks `names` of `stage` once per cluster of `ctx`, concurrently, each with the
+/// context of that cluster's workloads only (so `{{cluster}}` in a plugin's configuration names
+/// it); every result names its cluster. A context without workloads is checked once, as a whole.
+pub async fn check_per_cluster<K: Checks>(
+    checks: &K,
+    stage: &StagePlan,
+    names: &[String],
+    ctx: &DeployContext,
+) -> Vec<CheckResult> {
+    let clusters = ctx.clusters();
+    if clusters.is_empty() {
+        return checks.run(stage, names, ctx).await;
+    }
+    let rounds = clusters.into_iter().map(|cluster| async move {
+        let local = ctx.for_cluster(cluster);
+        let mut results = checks.run(stage, names, &local).await;
+        for r in &mut results {
+            r.cluster = Some(cluster.to_owned());
+        }
+        results
+    });
+    futures::future::join_all(rounds)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// The context plugins receive for `stage` (none: the whole deploy) of `plan`.
 pub fn context_for(
     plan: &Plan,
@@ -847,10 +923,10 @@ pub fn context_for(
                 let (workload, container) = w.name.split_once('/').unwrap_or((w.name.as_str(), ""));
                 WorkloadVersion {
                     cluster: w.cluster.clone(),
-                    namespace: String::new(),
+                    namespace: w.namespace.clone(),
                     workload: workload.to_owned(),
                     container: container.to_owned(),
-                    image: String::new(),
+                    image: w.image.clone(),
                     version: w.version.as_ref().map(ToString::to_string),
                 }
             })
@@ -862,6 +938,7 @@ pub fn context_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::BakePlan;
     use crate::lifecycle::testing::{
         Call, FakeChecks, FakeCluster, FakeNotify, Lines, bake, plan, stage,
     };
@@ -1037,6 +1114,65 @@ mod tests {
         );
         assert_eq!(cluster.versions("gstg-cny"), ["v2.0.0"]);
         assert!(lines.contains("health FAIL"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stage_over_two_clusters_is_checked_per_cluster_and_one_unhealthy_cluster_rolls_all_back()
+     {
+        let cluster = cluster_at("v1.0.0");
+        let mut stages = three_stages();
+        stages[1].bake = Some(BakePlan {
+            checks: vec!["health".into(), "unhealthy-in-cluster-1".into()],
+            ..bake()
+        });
+        let checks = FakeChecks::default();
+        let lines = Lines::default();
+        let outcome = deploy(
+            &plan("v2.0.0", stages),
+            &cluster,
+            &checks,
+            &FakeNotify::default(),
+            &lines,
+        )
+        .await;
+        match &outcome {
+            DeployOutcome::Failed {
+                stage,
+                reason,
+                rolled_back_to,
+            } => {
+                assert_eq!(stage, "gstg");
+                assert!(
+                    reason.contains("`unhealthy-in-cluster-1` in `cluster-1`: error ratio"),
+                    "{reason}"
+                );
+                assert!(!reason.contains("cluster-0"), "{reason}");
+                assert_eq!(
+                    rolled_back_to.as_ref().map(ToString::to_string).as_deref(),
+                    Some("v1.0.0")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            cluster.versions("gstg"),
+            ["v1.0.0", "v1.0.0"],
+            "the rollback covers every cluster of the stage"
+        );
+        assert!(lines.contains("unhealthy-in-cluster-1 FAIL in cluster-1: error ratio"));
+        assert!(lines.contains("health pass in cluster-0"));
+        // The bake's checks were asked per cluster, each about its own workloads as they are
+        // after the rollout.
+        let contexts = checks.contexts.lock().unwrap();
+        let baked: Vec<&DeployContext> = contexts.iter().filter(|c| c.stage == "gstg").collect();
+        assert_eq!(baked.len(), 2, "one call per cluster");
+        for ctx in baked {
+            assert_eq!(ctx.workloads.len(), 1, "{ctx:?}");
+            let w = &ctx.workloads[0];
+            assert_eq!(w.version.as_deref(), Some("v2.0.0"));
+            assert_eq!(w.image, "registry.example.com/registry:v2.0.0-gitlab");
+            assert_eq!(w.namespace, "gstg");
+        }
     }
 
     #[tokio::test(start_paused = true)]

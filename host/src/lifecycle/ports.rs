@@ -14,13 +14,17 @@ use super::plan::StagePlan;
 #[error("{0}")]
 pub struct PortError(pub String);
 
-/// One workload container of a stage as it is live now.
+/// One workload container (or init container) of a stage as it is live now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadLive {
     /// Kubeconfig context.
     pub cluster: String,
+    /// The namespace of the workload.
+    pub namespace: String,
     /// `deployment/container`, for messages.
     pub name: String,
+    /// The full image reference live now.
+    pub image: String,
     /// The component version its image carries; `None` when the tag is not one of ours.
     pub version: Option<Version>,
     /// The version tagship recorded as previous when it last applied (annotation).
@@ -34,6 +38,19 @@ pub struct WorkloadLive {
 pub struct StageLive {
     /// Every workload container of every cluster of the stage.
     pub workloads: Vec<WorkloadLive>,
+}
+
+impl StageLive {
+    /// The clusters the stage's workloads were read in, each once, in the order read.
+    pub fn clusters(&self) -> Vec<&str> {
+        let mut clusters: Vec<&str> = Vec::new();
+        for w in &self.workloads {
+            if !clusters.contains(&w.cluster.as_str()) {
+                clusters.push(&w.cluster);
+            }
+        }
+        clusters
+    }
 }
 
 /// Who holds a lock, as people need to read it.
@@ -110,8 +127,21 @@ pub enum CheckOutcome {
 pub struct CheckResult {
     /// The plugin's name.
     pub check: String,
+    /// The cluster (kubeconfig context) it was asked about; `None` for a check of the whole
+    /// stage (one with no workload read).
+    pub cluster: Option<String>,
     /// What it said.
     pub outcome: CheckOutcome,
+}
+
+impl CheckResult {
+    /// The check as messages name it: `` `health` `` or `` `health` in `local-2` ``.
+    pub fn subject(&self) -> String {
+        match &self.cluster {
+            Some(cluster) => format!("`{}` in `{cluster}`", self.check),
+            None => format!("`{}`", self.check),
+        }
+    }
 }
 
 /// One line of a stage's history.
@@ -129,6 +159,57 @@ pub struct HistoryRecord {
     pub reason: Option<String>,
     /// The pipeline.
     pub pipeline_url: Option<String>,
+}
+
+/// One container image an apply changes (or would change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageChange {
+    /// Kubeconfig context.
+    pub cluster: String,
+    /// The Deployment.
+    pub workload: String,
+    /// The container (or init container).
+    pub container: String,
+    /// Its image now.
+    pub before: String,
+    /// Its image after the apply.
+    pub after: String,
+}
+
+/// What an apply of a stage would change, as the server accepted it in a dry run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApplyPreview {
+    /// Every image that would change, per cluster, workload and container.
+    pub changes: Vec<ImageChange>,
+    /// The annotations the apply writes on each Deployment.
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// A migration Job as it would run: its pod as people check it (no values of env variables:
+/// they may be secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobPreview {
+    /// Kubeconfig context it runs in.
+    pub cluster: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The Job's name.
+    pub name: String,
+    /// The workload and container whose pod it runs in, `deployment/container`.
+    pub from: String,
+    /// The container's image.
+    pub image: String,
+    /// Command and arguments.
+    pub command: Vec<String>,
+    /// Init containers, `name (image)`.
+    pub init_containers: Vec<String>,
+    /// Environment variables by name, with where their value comes from (e.g. from secret
+    /// `registry-db` key `password`), never the value.
+    pub env: Vec<String>,
+    /// Volumes, `name (kind source) at mount path`.
+    pub volumes: Vec<String>,
+    /// Its service account, when the pod names one.
+    pub service_account: Option<String>,
 }
 
 /// The clusters of the stages.
@@ -158,13 +239,22 @@ pub trait Cluster {
         previous: Option<&Version>,
     ) -> Result<(), PortError>;
     /// Validates the apply of `version` with the server's dry run (every workload, every
-    /// cluster of the stage); stores nothing.
+    /// cluster of the stage) and says what it would change; stores nothing.
     async fn validate_apply(
         &self,
         stage: &StagePlan,
         version: &Version,
         previous: Option<&Version>,
-    ) -> Result<(), PortError>;
+    ) -> Result<ApplyPreview, PortError>;
+    /// The migration Job `kind` would run in the stage for `version` (`None`: none is
+    /// configured); with `validate`, the API server checks it with a dry run. Runs nothing.
+    async fn migration_job(
+        &self,
+        stage: &StagePlan,
+        kind: Migration,
+        version: &Version,
+        validate: bool,
+    ) -> Result<Option<JobPreview>, PortError>;
     /// Waits until every workload of the stage has rolled out, or one failed.
     async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError>;
     /// Appends to the stage's history.

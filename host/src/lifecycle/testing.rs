@@ -11,8 +11,9 @@ use crate::version::Version;
 
 use super::plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
 use super::ports::{
-    CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt,
-    Migration, Notify, PortError, Reporter, StageLive, WorkloadLive,
+    ApplyPreview, CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder,
+    ImageChange, JobPreview, LockAttempt, Migration, Notify, PortError, Reporter, StageLive,
+    WorkloadLive,
 };
 
 pub(crate) fn stage(name: &str, environment: &str, manual: bool) -> StagePlan {
@@ -142,7 +143,9 @@ impl Cluster for FakeCluster {
                 .enumerate()
                 .map(|(i, v)| WorkloadLive {
                     cluster: format!("cluster-{i}"),
+                    namespace: stage.name.clone(),
                     name: "gitlab-registry/registry".into(),
+                    image: format!("registry.example.com/registry:{v}-gitlab"),
                     version: Some(v.clone()),
                     previous: previous.clone(),
                     complete: !incomplete && !v.to_string().contains("crashloop"),
@@ -236,7 +239,7 @@ impl Cluster for FakeCluster {
         stage: &StagePlan,
         version: &Version,
         _previous: Option<&Version>,
-    ) -> Result<(), PortError> {
+    ) -> Result<ApplyPreview, PortError> {
         self.calls.lock().unwrap().push(Call::ValidateApply {
             stage: stage.name.clone(),
             version: version.to_string(),
@@ -247,7 +250,39 @@ impl Cluster for FakeCluster {
                     .into(),
             ));
         }
-        Ok(())
+        let live = self.live(stage).await?;
+        Ok(ApplyPreview {
+            changes: live
+                .workloads
+                .iter()
+                .map(|w| ImageChange {
+                    cluster: w.cluster.clone(),
+                    workload: "gitlab-registry".into(),
+                    container: "registry".into(),
+                    before: w.image.clone(),
+                    after: format!("registry.example.com/registry:{version}-gitlab"),
+                })
+                .collect(),
+            annotations: [("tagship.io/version".to_owned(), version.to_string())].into(),
+        })
+    }
+
+    async fn migration_job(
+        &self,
+        stage: &StagePlan,
+        kind: Migration,
+        version: &Version,
+        _validate: bool,
+    ) -> Result<Option<JobPreview>, PortError> {
+        Ok(Some(JobPreview {
+            cluster: "cluster-0".into(),
+            namespace: stage.name.clone(),
+            name: format!("registry-{kind:?}-migrate").to_lowercase(),
+            from: "gitlab-registry/registry".into(),
+            image: format!("registry.example.com/registry:{version}-gitlab"),
+            command: vec!["registry".into(), "database".into(), "migrate".into()],
+            ..JobPreview::default()
+        }))
     }
 
     async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError> {
@@ -298,10 +333,13 @@ impl Cluster for FakeCluster {
     }
 }
 
-/// Health checks that fail when the target contains `errors`; `broken` errors; `unhealthy-now` fails.
+/// Health checks that fail when the target contains `errors`; `broken` errors; `unhealthy-now` fails;
+/// `unhealthy-in-CLUSTER` fails when asked about that cluster's workloads only.
 #[derive(Default)]
 pub(crate) struct FakeChecks {
     pub runs: Mutex<Vec<(String, String)>>,
+    /// The context of every call.
+    pub contexts: Mutex<Vec<DeployContext>>,
 }
 
 impl Checks for FakeChecks {
@@ -312,6 +350,8 @@ impl Checks for FakeChecks {
         ctx: &DeployContext,
     ) -> Vec<CheckResult> {
         let mut out = Vec::new();
+        self.contexts.lock().unwrap().push(ctx.clone());
+        let only = ctx.shared(|w| &w.cluster).map(str::to_owned);
         for check in checks {
             self.runs
                 .lock()
@@ -324,11 +364,15 @@ impl Checks for FakeChecks {
                 "unhealthy-now" => {
                     CheckOutcome::Fail("gitlab_deployment_health:service = 0".into())
                 }
+                name if name.strip_prefix("unhealthy-in-") == only.as_deref() => {
+                    CheckOutcome::Fail("error ratio 0.30 > 0.05".into())
+                }
                 _ if serving_errors => CheckOutcome::Fail("error ratio 0.20 > 0.05".into()),
                 _ => CheckOutcome::Pass,
             };
             out.push(CheckResult {
                 check: check.clone(),
+                cluster: None,
                 outcome,
             });
         }

@@ -156,6 +156,14 @@ fn template_vars(ctx: &DeployContext) -> Vec<(&'static str, String)> {
     if let Some(v) = &ctx.app_version {
         vars.push(("app_version", v.clone()));
     }
+    // A check of one cluster of a stage gets that cluster's workloads: their shared cluster
+    // and namespace are its `{{cluster}}` and `{{namespace}}`.
+    if let Some(cluster) = ctx.shared(|w| &w.cluster) {
+        vars.push(("cluster", cluster.to_owned()));
+    }
+    if let Some(namespace) = ctx.shared(|w| &w.namespace) {
+        vars.push(("namespace", namespace.to_owned()));
+    }
     vars
 }
 
@@ -376,7 +384,41 @@ impl tokio::io::AsyncWrite for Captured {
 
 #[cfg(test)]
 mod tests {
-    use super::render;
+    use super::{render, template_vars};
+    use crate::context::{DeployContext, WorkloadVersion};
+
+    #[test]
+    fn a_check_of_one_cluster_renders_its_cluster_and_namespace() {
+        let workload = |cluster: &str| WorkloadVersion {
+            cluster: cluster.into(),
+            namespace: "gitlab".into(),
+            workload: "registry".into(),
+            container: "registry".into(),
+            image: "r:v1".into(),
+            version: None,
+        };
+        let mut ctx: DeployContext = serde_json::from_str(
+            r#"{"component":"registry","version":"v2","stage":"gprd","environment":"gprd"}"#,
+        )
+        .unwrap();
+        let template = "{{component}} {{stage}}/{{environment}} {{cluster}} {{namespace}}";
+        assert_eq!(
+            render(template, &template_vars(&ctx)),
+            "registry gprd/gprd {{cluster}} {{namespace}}",
+            "unknown without workloads"
+        );
+        ctx.workloads = vec![workload("gprd-a"), workload("gprd-a")];
+        assert_eq!(
+            render(template, &template_vars(&ctx)),
+            "registry gprd/gprd gprd-a gitlab"
+        );
+        ctx.workloads.push(workload("gprd-b"));
+        assert_eq!(
+            render(template, &template_vars(&ctx)),
+            "registry gprd/gprd {{cluster}} gitlab",
+            "a whole stage over two clusters has no one cluster"
+        );
+    }
 
     #[test]
     fn templates_render_known_values_and_keep_unknown_placeholders() {

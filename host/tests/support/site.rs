@@ -344,7 +344,8 @@ pub fn default_stages() -> Vec<StageSpec> {
     ]
 }
 
-type DeploymentEdit = Box<dyn Fn(&mut Value)>;
+/// An edit of a Deployment manifest, given the kubeconfig context it is for.
+type DeploymentEdit = Box<dyn Fn(&str, &mut Value)>;
 
 /// How to create a [`Site`]; from [`Site::builder`].
 pub struct SiteBuilder {
@@ -382,6 +383,14 @@ impl SiteBuilder {
     /// `|d| d["spec"]["minReadySeconds"] = json!(5)`. See [`deployment_manifest`] for the base.
     #[must_use]
     pub fn deployment(mut self, edit: impl Fn(&mut Value) + 'static) -> Self {
+        self.edit = Some(Box::new(move |_, d| edit(d)));
+        self
+    }
+
+    /// Edits every Deployment manifest before it is applied, knowing its kubeconfig context
+    /// (`local-1`, …): for a cluster that differs from the others.
+    #[must_use]
+    pub fn deployment_in(mut self, edit: impl Fn(&str, &mut Value) + 'static) -> Self {
         self.edit = Some(Box::new(edit));
         self
     }
@@ -415,6 +424,10 @@ impl SiteBuilder {
             .collect();
         for (context, ns) in &places {
             site.namespaces.push(Namespace::create(context, ns));
+            let path = site.dir.path().join(format!("{context}-{ns}-config.json"));
+            std::fs::write(&path, configuration_manifests(ns).to_string())
+                .expect("write manifests");
+            kubectl_ok_in(context, &["apply", "-f", path_str(&path)]);
         }
         let Some(live) = self.live else {
             return site;
@@ -422,7 +435,7 @@ impl SiteBuilder {
         for (context, ns) in &places {
             let mut manifest = deployment_manifest(ns, &format!("{live}-gitlab"));
             if let Some(edit) = &self.edit {
-                edit(&mut manifest);
+                edit(context, &mut manifest);
             }
             let path = site.dir.path().join(format!("{context}-{ns}.json"));
             std::fs::write(&path, manifest.to_string()).expect("write manifest");
@@ -440,9 +453,44 @@ pub fn image_of(version: &str) -> String {
     format!("{IMAGE}:{version}-gitlab")
 }
 
-/// The registry's Deployment as Helm would create it: 2 replicas, the `registry` container at
-/// `IMAGE:TAG` and a `sidecar` (busybox) tagship must never touch, progress deadline 10 s.
+/// The Secret of the registry's database password (`registry-db`, key `password`).
+pub const DB_SECRET: &str = "registry-db";
+/// The `ConfigMap` of the registry's configuration (`registry-config`, key `config.yml`).
+pub const CONFIG_MAP: &str = "registry-config";
+/// Words that make the kubelet stand-in check what the registry needs (tests/README.md): its
+/// database password in the environment and its configuration file, which the `configure`
+/// init container writes from the `ConfigMap` into the pod's `emptyDir`.
+pub const REGISTRY_NEEDS: [&str; 2] = [
+    "requires-env=REGISTRY_DATABASE_PASSWORD",
+    "requires-file=/etc/docker/registry/config.yml",
+];
+
+/// The registry's configuration and database password, as the chart's `ConfigMap` and Secret.
+pub fn configuration_manifests(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": { "name": CONFIG_MAP, "namespace": namespace },
+                "data": { "config.yml": "version: 0.1\ndatabase:\n  enabled: true\n" }
+            },
+            {
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": DB_SECRET, "namespace": namespace },
+                "stringData": { "password": "s3cret-db-password" }
+            }
+        ]
+    })
+}
+
+/// The registry's Deployment as GitLab's Helm chart renders it (trimmed): 2 replicas; an init
+/// container `configure` of the registry's image that writes `config.yml` from the
+/// `registry-config` `ConfigMap` into an `emptyDir`; the `registry` container at `IMAGE:TAG`,
+/// reading that file and its database password from the `registry-db` Secret, with probes and
+/// a port; a `sidecar` (busybox) tagship must never touch; progress deadline 10 s.
 pub fn deployment_manifest(namespace: &str, tag: &str) -> Value {
+    let image = format!("{IMAGE}:{tag}");
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
@@ -454,10 +502,34 @@ pub fn deployment_manifest(namespace: &str, tag: &str) -> Value {
             "selector": {"matchLabels": {"app": "registry"}},
             "template": {
                 "metadata": {"labels": {"app": "registry"}},
-                "spec": {"containers": [
-                    {"name": "registry", "image": format!("{IMAGE}:{tag}")},
-                    {"name": "sidecar", "image": "busybox:1.36"}
-                ]}
+                "spec": {
+                    "volumes": [
+                        {"name": "registry-config", "configMap": {"name": CONFIG_MAP}},
+                        {"name": "registry-server-config", "emptyDir": {}}
+                    ],
+                    "initContainers": [{
+                        "name": "configure", "image": image,
+                        "command": ["sh", "/config/configure", "writes-file=/registry/config.yml"],
+                        "volumeMounts": [
+                            {"name": "registry-config", "mountPath": "/config"},
+                            {"name": "registry-server-config", "mountPath": "/registry"}
+                        ]
+                    }],
+                    "containers": [
+                        {
+                            "name": "registry", "image": image,
+                            "args": ["serve", "/etc/docker/registry/config.yml",
+                                REGISTRY_NEEDS[0], REGISTRY_NEEDS[1]],
+                            "env": [{"name": "REGISTRY_DATABASE_PASSWORD", "valueFrom":
+                                {"secretKeyRef": {"name": DB_SECRET, "key": "password"}}}],
+                            "volumeMounts": [{"name": "registry-server-config",
+                                "mountPath": "/etc/docker/registry", "readOnly": true}],
+                            "ports": [{"containerPort": 5000, "name": "http"}],
+                            "readinessProbe": {"httpGet": {"path": "/debug/health", "port": 5001}}
+                        },
+                        {"name": "sidecar", "image": "busybox:1.36"}
+                    ]
+                }
             }
         }
     })
@@ -546,6 +618,9 @@ impl Site {
             top: Vec::new(),
             notify: Vec::new(),
             stage_extra: BTreeMap::new(),
+            containers: None,
+            component: Vec::new(),
+            in_cluster: false,
         }
     }
 
@@ -687,7 +762,8 @@ impl Site {
 /// `{{version}}-gitlab`; `[lock]` in [`Site::lock_namespace`], ttl `30s`, wait `5s`; plugin
 /// `health` (`builtin:prometheus-health` against `$TAGSHIP_PROMETHEUS_URL`, pass `== 1`) with, per
 /// stage, the query `min(gitlab_deployment_health:service{namespace="NS"})`; every stage with
-/// its clusters, namespace, workload `gitlab-registry` (container `registry`), gate and
+/// its clusters, namespace, workload `gitlab-registry` (its containers of the component's image by default: `configure`
+/// and `registry`), gate and
 /// `rollout_timeout = "60s"`. No bake, no pre-checks, no migrations, no notifiers.
 pub struct ConfigBuilder<'a> {
     site: &'a Site,
@@ -699,9 +775,34 @@ pub struct ConfigBuilder<'a> {
     top: Vec<String>,
     notify: Vec<String>,
     stage_extra: BTreeMap<String, Vec<String>>,
+    containers: Option<Vec<String>>,
+    component: Vec<String>,
+    in_cluster: bool,
 }
 
 impl ConfigBuilder<'_> {
+    /// Extra keys of `[component]`, e.g. `pin = "digest"`.
+    #[must_use]
+    pub fn component(mut self, keys: &str) -> Self {
+        self.component.push(keys.to_owned());
+        self
+    }
+
+    /// No `kubeconfig` and no `clusters`: the credentials are whatever tagship finds (a pod's
+    /// service account, for the in-cluster test).
+    #[must_use]
+    pub fn in_cluster(mut self) -> Self {
+        self.in_cluster = true;
+        self
+    }
+
+    /// `containers` of every workload (default: none named, so the component's containers).
+    #[must_use]
+    pub fn containers(mut self, names: &[&str]) -> Self {
+        self.containers = Some(names.iter().map(|n| (*n).to_owned()).collect());
+        self
+    }
+
     /// `[lock].ttl` (at least `15s`).
     #[must_use]
     pub fn lock_ttl(mut self, ttl: &str) -> Self {
@@ -810,23 +911,30 @@ impl ConfigBuilder<'_> {
     /// The configuration's text.
     pub fn text(&self) -> String {
         let site = self.site;
-        let mut text = format!(
-            r#"kubeconfig = "{kubeconfig}"
-
-[component]
+        let mut text = String::new();
+        if !self.in_cluster {
+            let _ = writeln!(
+                text,
+                "kubeconfig = \"{}\"\n",
+                self.kubeconfig
+                    .as_ref()
+                    .map_or_else(|| env("TAGSHIP_KUBECONFIG"), |p| path_str(p).to_owned())
+            );
+        }
+        let _ = write!(
+            text,
+            r#"[component]
 name = "registry"
 image = "{IMAGE}"
 tag = "{{{{version}}}}-gitlab"
+{component}
 
 [lock]
 namespace = "{lock_ns}"
 ttl = "{ttl}"
 wait = "{wait}"
 "#,
-            kubeconfig = self
-                .kubeconfig
-                .as_ref()
-                .map_or_else(|| env("TAGSHIP_KUBECONFIG"), |p| path_str(p).to_owned()),
+            component = self.component.join("\n"),
             lock_ns = site.lock_namespace(),
             ttl = self.lock_ttl,
             wait = self.lock_wait,
@@ -856,15 +964,26 @@ wait = "{wait}"
 [[stage]]
 name = "{name}"
 environment = "{environment}"
-clusters = {clusters}
-namespace = "{ns}"
-workloads = [{{ deployment = "{DEPLOYMENT}", containers = ["registry"] }}]
+{clusters}namespace = "{ns}"
+workloads = [{{ deployment = "{DEPLOYMENT}"{containers} }}]
 rollout_timeout = "{timeout}"
 "#,
                 name = stage.name,
                 environment = stage.environment,
-                clusters = toml_list(&clusters),
+                clusters = if self.in_cluster {
+                    String::new()
+                } else {
+                    format!("clusters = {}\n", toml_list(&clusters))
+                },
                 timeout = self.rollout_timeout,
+                containers = self
+                    .containers
+                    .as_ref()
+                    .map(|c| {
+                        let names: Vec<&str> = c.iter().map(String::as_str).collect();
+                        format!(", containers = {}", toml_list(&names))
+                    })
+                    .unwrap_or_default(),
             );
             if stage.manual {
                 text.push_str("gate = \"manual\"\n");

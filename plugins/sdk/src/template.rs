@@ -1,13 +1,14 @@
 //! `{{placeholder}}` substitution in configuration values (URLs, PromQL queries).
 //!
 //! Known placeholders: `{{stage}}`, `{{environment}}`, `{{version}}`, `{{component}}`,
-//! `{{previous_version}}` and `{{app_version}}` (spaces inside the braces and `-` for `_` are
+//! `{{previous_version}}`, `{{app_version}}`, and `{{cluster}}` and `{{namespace}}` when every
+//! workload of the context shares one (a check of one cluster of a stage) (spaces inside the braces and `-` for `_` are
 //! accepted). Single braces are left alone, so PromQL label matchers such as
 //! `up{job="registry"}` pass through untouched. Pure: no I/O.
 
 use std::fmt;
 
-use crate::bindings::tagship::plugin::types::DeployContext;
+use crate::bindings::tagship::plugin::types::{DeployContext, WorkloadVersion};
 
 /// Why a template could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,8 @@ impl fmt::Display for TemplateError {
             Self::Unknown(name) => write!(
                 f,
                 "unknown placeholder `{{{{{name}}}}}` (known: {{{{stage}}}}, {{{{environment}}}}, \
-                 {{{{version}}}}, {{{{component}}}}, {{{{previous_version}}}}, {{{{app_version}}}})"
+                 {{{{version}}}}, {{{{component}}}}, {{{{previous_version}}}}, {{{{app_version}}}}, \
+                 {{{{cluster}}}}, {{{{namespace}}}})"
             ),
             Self::Missing(name) => write!(f, "placeholder `{{{{{name}}}}}` has no value here"),
             Self::Unclosed => f.write_str("`{{` without a closing `}}`"),
@@ -49,8 +51,19 @@ pub fn render(template: &str, ctx: &DeployContext) -> Result<String, TemplateErr
             .app_version
             .clone()
             .ok_or_else(|| TemplateError::Missing(name.to_owned())),
+        "cluster" => shared(ctx, |w| &w.cluster).ok_or_else(|| TemplateError::Missing(name.to_owned())),
+        "namespace" => {
+            shared(ctx, |w| &w.namespace).ok_or_else(|| TemplateError::Missing(name.to_owned()))
+        }
         _ => Err(TemplateError::Unknown(name.to_owned())),
     })
+}
+
+/// The value every workload of `ctx` has for `field`, when there are workloads and they agree.
+fn shared(ctx: &DeployContext, field: impl Fn(&WorkloadVersion) -> &String) -> Option<String> {
+    let mut values = ctx.workloads.iter().map(field);
+    let first = values.next()?;
+    values.all(|v| v == first).then(|| first.clone())
 }
 
 /// Renders `template` with `value(name)` giving each placeholder's value; `name` is trimmed and
@@ -152,6 +165,31 @@ mod tests {
             render("/raw/{{app_version}}/FILE", &with_app),
             Ok("/raw/v17.5.0/FILE".into())
         );
+    }
+
+    #[test]
+    fn cluster_and_namespace_are_those_every_workload_shares() {
+        let workload = |cluster: &str| WorkloadVersion {
+            cluster: cluster.into(),
+            namespace: "gitlab".into(),
+            workload: "registry".into(),
+            container: "registry".into(),
+            image: "r:v3.0.0".into(),
+            version: None,
+        };
+        let mut one = ctx();
+        one.workloads = vec![workload("gprd-a")];
+        assert_eq!(
+            render("{{cluster}}/{{namespace}}", &one),
+            Ok("gprd-a/gitlab".into())
+        );
+        let mut two = ctx();
+        two.workloads = vec![workload("gprd-a"), workload("gprd-b")];
+        assert_eq!(
+            render("{{cluster}}", &two),
+            Err(TemplateError::Missing("cluster".into()))
+        );
+        assert_eq!(render("{{namespace}}", &two), Ok("gitlab".into()));
     }
 
     #[test]
