@@ -6,6 +6,7 @@
 //! never runs cargo.
 
 pub mod cli;
+pub mod configuration;
 pub mod conventions;
 pub mod deploy_bench;
 pub mod fault_proxy;
