@@ -1,6 +1,10 @@
 //! The traffic and metrics simulator: stands in for the container registry of every namespace that
 //! has a Deployment, answering `GET /ns/<namespace>/v2/` the way the registry answers `GET /v2/`,
-//! and serving registry-like Prometheus metrics on `/metrics` from simulated traffic.
+//! and serving registry-like Prometheus metrics on `/metrics` from simulated traffic. It also plays
+//! the image registry's HTTP API (Docker Registry HTTP API v2, as registry.gitlab.com serves it):
+//! `/v2/` and `/v2/<name>/manifests/<reference>` behind token authentication, tokens from
+//! `/jwt/auth`, each manifest's digest being [`crate::conventions::manifest_digest`] of its name
+//! and tag, so the kubelet stand-in accepts exactly the digests this API gives.
 //!
 //! The traffic of a namespace is served by its Ready, non-Job pods, one chosen at random per
 //! request, so during a rollout the traffic splits between old and new pods like a Service would.
@@ -10,16 +14,17 @@
 //!
 //! Series carry `namespace`, `env`, `stage` ([`crate::conventions::env_and_stage`]) and
 //! `type="registry"`, so Prometheus rules group by stage. The pure parts ([`simulate_request`],
-//! [`render`]) are separate from the watch and HTTP plumbing in [`run`].
+//! [`render`], [`registry_route`], [`pull_scope`], [`challenge`], [`manifest_answer`],
+//! [`basic_credentials_accepted`]) are separate from the watch, token and HTTP plumbing in [`run`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
@@ -29,7 +34,9 @@ use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::conventions::{Behaviour, behaviour_of_image, env_and_stage, version_of_image};
+use crate::conventions::{
+    Behaviour, MISSING, behaviour_of_image, env_and_stage, manifest_digest, version_of_image,
+};
 use crate::kubelet::is_job_pod;
 
 /// The header the registry sends with its version.
@@ -38,6 +45,144 @@ pub const VERSION_HEADER: &str = "Gitlab-Container-Registry-Version";
 pub const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// The path of the token endpoint a `401` challenge names as its realm.
+pub const TOKEN_PATH: &str = "/jwt/auth";
+/// The `service` of the registry's tokens.
+pub const TOKEN_SERVICE: &str = "container_registry";
+/// The only Basic credentials the token endpoint accepts (anonymous requests are accepted too).
+pub const BASIC_CREDENTIALS: (&str, &str) = ("tagship", "registry-password");
+/// How long a token is valid, in seconds.
+pub const TOKEN_EXPIRES_IN: u64 = 300;
+/// The media type of the manifests the registry serves.
+pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// The header that carries a manifest's digest.
+pub const DIGEST_HEADER: &str = "Docker-Content-Digest";
+/// The header every registry API answer carries, and its value.
+pub const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
+
+/// What a request under `/v2/` asks for, from the path after `/v2/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryRoute<'a> {
+    /// `/v2/`: the API's version check.
+    Root,
+    /// `/v2/<name>/manifests/<reference>`; the name may contain slashes, the reference is a tag or
+    /// a digest.
+    Manifest {
+        /// The repository name.
+        name: &'a str,
+        /// The tag or digest.
+        reference: &'a str,
+    },
+    /// Anything else: 404.
+    Unknown,
+}
+
+/// The route of `/v2/<rest>`.
+pub fn registry_route(rest: &str) -> RegistryRoute<'_> {
+    if rest.is_empty() {
+        return RegistryRoute::Root;
+    }
+    match rest.rsplit_once("/manifests/") {
+        Some((name, reference))
+            if !name.is_empty() && !reference.is_empty() && !reference.contains('/') =>
+        {
+            RegistryRoute::Manifest { name, reference }
+        }
+        _ => RegistryRoute::Unknown,
+    }
+}
+
+/// The repository a token `scope` grants pulling from: `repository:gitlab/registry:pull` (or
+/// `pull,push`) → `gitlab/registry`; `None` for any other scope.
+pub fn pull_scope(scope: &str) -> Option<&str> {
+    let (name, actions) = scope.strip_prefix("repository:")?.rsplit_once(':')?;
+    (!name.is_empty() && actions.split(',').any(|a| a == "pull" || a == "*")).then_some(name)
+}
+
+/// The `WWW-Authenticate` value of a `401`: a Bearer challenge naming the token endpoint under
+/// `base_url`, the service, the scope needed for `name` (none for `/v2/`) and, for a token that was
+/// sent but does not do, why (`invalid_token`, `insufficient_scope`).
+pub fn challenge(base_url: &str, name: Option<&str>, error: Option<&str>) -> String {
+    let mut value = format!(r#"Bearer realm="{base_url}{TOKEN_PATH}",service="{TOKEN_SERVICE}""#);
+    if let Some(name) = name {
+        let _ = write!(value, r#",scope="repository:{name}:pull""#);
+    }
+    if let Some(error) = error {
+        let _ = write!(value, r#",error="{error}""#);
+    }
+    value
+}
+
+/// The JSON error body of a `401` from the registry API.
+pub fn unauthorized_body(name: Option<&str>) -> String {
+    let detail = name.map_or_else(
+        || "null".to_owned(),
+        |name| format!(r#"[{{"Type":"repository","Class":"","Name":"{name}","Action":"pull"}}]"#),
+    );
+    format!(
+        r#"{{"errors":[{{"code":"UNAUTHORIZED","message":"authentication required","detail":{detail}}}]}}"#
+    )
+}
+
+/// What the registry answers for a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestAnswer {
+    /// 200 with this digest header and body. The body's own SHA-256 is not the digest: the digest
+    /// is [`manifest_digest`] of the name and tag.
+    Found {
+        /// The `Docker-Content-Digest`.
+        digest: String,
+        /// A small schema 2 manifest.
+        body: String,
+    },
+    /// 404 with this `MANIFEST_UNKNOWN` body.
+    Unknown {
+        /// The registry's JSON error.
+        body: String,
+    },
+}
+
+/// The manifest of `name` at `reference`: every tag exists except one containing `missing`, its
+/// digest being [`manifest_digest`]`(name, tag)`; a `sha256:` digest reference of 64 lower-case
+/// hex digits exists as itself.
+pub fn manifest_answer(name: &str, reference: &str) -> ManifestAnswer {
+    let unknown = |detail: &str| ManifestAnswer::Unknown {
+        body: format!(
+            r#"{{"errors":[{{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{detail}}}]}}"#
+        ),
+    };
+    let digest = if let Some(hex) = reference.strip_prefix("sha256:") {
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return unknown(&format!(r#"{{"Digest":"{reference}"}}"#));
+        }
+        reference.to_owned()
+    } else if reference.contains(MISSING) {
+        return unknown(&format!(r#"{{"Tag":"{reference}"}}"#));
+    } else {
+        manifest_digest(name, reference)
+    };
+    let config = manifest_digest(name, &format!("{reference}/config"));
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST_MEDIA_TYPE}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":0,"digest":"{config}"}},"layers":[]}}"#
+    );
+    ManifestAnswer::Found { digest, body }
+}
+
+/// Whether an `Authorization` header's Basic credentials are [`BASIC_CREDENTIALS`]; `None` when
+/// the header is not Basic.
+pub fn basic_credentials_accepted(authorization: &str) -> Option<bool> {
+    use base64::Engine as _;
+    let encoded = authorization
+        .strip_prefix("Basic ")
+        .or_else(|| authorization.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok());
+    let (user, password) = BASIC_CREDENTIALS;
+    Some(decoded.as_deref() == Some(&format!("{user}:{password}")))
+}
 
 /// How much traffic is simulated. Defaults: 100 requests per second per namespace, generated in
 /// steps of 100 ms.
@@ -153,6 +298,10 @@ struct Shared {
     deployments: Store<Deployment>,
     pods: Store<Pod>,
     metrics: Mutex<BTreeMap<String, NamespaceMetrics>>,
+    /// Issued tokens: the repositories each may pull, and when it was issued.
+    tokens: Mutex<HashMap<String, (BTreeSet<String>, Instant)>>,
+    /// `http://<listen address>`, the base URL when a request has no `Host` header.
+    listen_url: String,
 }
 
 impl Shared {
@@ -285,6 +434,159 @@ async fn registry_root(
     response
 }
 
+fn base_url(shared: &Shared, headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(
+            || shared.listen_url.clone(),
+            |host| format!("http://{host}"),
+        )
+}
+
+fn json_response(code: StatusCode, body: String) -> Response {
+    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    response.headers_mut().insert(
+        API_VERSION_HEADER.0,
+        HeaderValue::from_static(API_VERSION_HEADER.1),
+    );
+    response
+}
+
+/// Checks the Bearer token of a request for `name` (any valid token for `/v2/`): `Err` carries the
+/// challenge's error, `None` when no token was sent.
+fn authorize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    name: Option<&str>,
+) -> Result<(), Option<&'static str>> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or(None)?;
+    let tokens = shared.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+    let lifetime = Duration::from_secs(TOKEN_EXPIRES_IN);
+    let Some((names, _)) = tokens
+        .get(token.trim())
+        .filter(|(_, issued)| issued.elapsed() < lifetime)
+    else {
+        return Err(Some("invalid_token"));
+    };
+    match name {
+        Some(name) if !names.contains(name) => Err(Some("insufficient_scope")),
+        _ => Ok(()),
+    }
+}
+
+async fn registry_v2_root(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    registry_v2(&shared, &headers, "")
+}
+
+async fn registry_v2_path(
+    State(shared): State<Arc<Shared>>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    registry_v2(&shared, &headers, &rest)
+}
+
+fn registry_v2(shared: &Shared, headers: &HeaderMap, rest: &str) -> Response {
+    let route = registry_route(rest);
+    let name = match route {
+        RegistryRoute::Unknown => {
+            return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+        }
+        RegistryRoute::Root => None,
+        RegistryRoute::Manifest { name, .. } => Some(name),
+    };
+    if let Err(error) = authorize(shared, headers, name) {
+        let mut response = json_response(StatusCode::UNAUTHORIZED, unauthorized_body(name));
+        let value = challenge(&base_url(shared, headers), name, error);
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        return response;
+    }
+    let RegistryRoute::Manifest { name, reference } = route else {
+        return json_response(StatusCode::OK, "{}".to_owned());
+    };
+    match manifest_answer(name, reference) {
+        ManifestAnswer::Unknown { body } => json_response(StatusCode::NOT_FOUND, body),
+        ManifestAnswer::Found { digest, body } => {
+            let length = body.len();
+            let mut response = json_response(StatusCode::OK, body);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(MANIFEST_MEDIA_TYPE),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            if let Ok(value) = HeaderValue::from_str(&digest) {
+                headers.insert(DIGEST_HEADER, value.clone());
+            }
+            if let Ok(value) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+                headers.insert(header::ETAG, value);
+            }
+            response
+        }
+    }
+}
+
+/// `GET /jwt/auth?service=container_registry&scope=repository:<name>:pull`: a token for the pull
+/// scopes asked for, anonymously or with [`BASIC_CREDENTIALS`]; 401 for other credentials, 404 for
+/// another service.
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    if authorization.and_then(basic_credentials_accepted) == Some(false) {
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"HTTP Basic: Access denied. The provided password or token is incorrect."}]}"#;
+        let mut response = json_response(StatusCode::UNAUTHORIZED, body.to_owned());
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="GitLab""#),
+        );
+        return response;
+    }
+    let query = query.unwrap_or_default();
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if !pairs
+        .iter()
+        .any(|(k, v)| k == "service" && v == TOKEN_SERVICE)
+    {
+        return (StatusCode::NOT_FOUND, "").into_response();
+    }
+    let names: BTreeSet<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '))
+        .filter_map(pull_scope)
+        .map(str::to_owned)
+        .collect();
+    let token = hex::encode((0..32).map(|_| fastrand::u8(..)).collect::<Vec<u8>>());
+    {
+        let mut tokens = shared.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        let lifetime = Duration::from_secs(TOKEN_EXPIRES_IN);
+        tokens.retain(|_, (_, issued)| issued.elapsed() < lifetime);
+        tokens.insert(token.clone(), (names, Instant::now()));
+    }
+    let body = serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": TOKEN_EXPIRES_IN,
+    });
+    json_response(StatusCode::OK, body.to_string())
+}
+
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let text = render(
         &shared
@@ -327,6 +629,7 @@ pub async fn run(
     config: SimulatorConfig,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
+    let listen_url = format!("http://{}", listener.local_addr()?);
     let (deployments, _deployments_task) = reflect::<Deployment>(Api::all(client.clone()));
     let (pods, _pods_task) = reflect::<Pod>(Api::all(client));
     deployments.wait_until_ready().await?;
@@ -335,11 +638,17 @@ pub async fn run(
         deployments,
         pods,
         metrics: Mutex::new(BTreeMap::new()),
+        tokens: Mutex::new(HashMap::new()),
+        listen_url,
     });
     tokio::spawn(generate_traffic(shared.clone(), config));
     let app = Router::new()
         .route("/ns/{namespace}/v2/", get(registry_root))
         .route("/ns/{namespace}/v2", get(registry_root))
+        .route("/v2/", get(registry_v2_root))
+        .route("/v2", get(registry_v2_root))
+        .route("/v2/{*rest}", get(registry_v2_path))
+        .route(TOKEN_PATH, get(token))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(shared);
@@ -381,6 +690,118 @@ mod tests {
             .count();
         assert_eq!(slow, 90);
         assert_eq!(fast, 0);
+    }
+
+    #[test]
+    fn registry_paths_route_to_the_root_a_manifest_or_nothing() {
+        for (rest, route) in [
+            ("", RegistryRoute::Root),
+            (
+                "gitlab/registry/manifests/v3.1.0-gitlab",
+                RegistryRoute::Manifest {
+                    name: "gitlab/registry",
+                    reference: "v3.1.0-gitlab",
+                },
+            ),
+            (
+                "a/manifests/b/manifests/sha256:00",
+                RegistryRoute::Manifest {
+                    name: "a/manifests/b",
+                    reference: "sha256:00",
+                },
+            ),
+            ("registry/manifests/", RegistryRoute::Unknown),
+            ("/manifests/v1", RegistryRoute::Unknown),
+            ("registry/tags/list", RegistryRoute::Unknown),
+            ("registry/blobs/sha256:00", RegistryRoute::Unknown),
+        ] {
+            assert_eq!(registry_route(rest), route, "{rest}");
+        }
+    }
+
+    #[test]
+    fn a_scope_grants_pulling_only_with_the_pull_action() {
+        for (scope, name) in [
+            ("repository:gitlab/registry:pull", Some("gitlab/registry")),
+            (
+                "repository:gitlab/registry:push,pull",
+                Some("gitlab/registry"),
+            ),
+            ("repository:gitlab/registry:push", None),
+            ("registry:catalog:*", None),
+            ("repository::pull", None),
+            ("", None),
+        ] {
+            assert_eq!(pull_scope(scope), name, "{scope}");
+        }
+    }
+
+    #[test]
+    fn a_challenge_names_the_token_endpoint_the_service_and_the_scope() {
+        assert_eq!(
+            challenge("http://127.0.0.1:16404", Some("gitlab/registry"), None),
+            r#"Bearer realm="http://127.0.0.1:16404/jwt/auth",service="container_registry",scope="repository:gitlab/registry:pull""#
+        );
+        assert_eq!(
+            challenge("http://h", None, None),
+            r#"Bearer realm="http://h/jwt/auth",service="container_registry""#
+        );
+        assert_eq!(
+            challenge("http://h", Some("b"), Some("insufficient_scope")),
+            r#"Bearer realm="http://h/jwt/auth",service="container_registry",scope="repository:b:pull",error="insufficient_scope""#
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(&unauthorized_body(Some("b"))).expect("json");
+        assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
+        assert_eq!(body["errors"][0]["detail"][0]["Name"], "b");
+    }
+
+    #[test]
+    fn a_manifest_has_the_digest_of_its_name_and_tag_unless_missing() {
+        let ManifestAnswer::Found { digest, body } =
+            manifest_answer("gitlab/registry", "v3.1.0-gitlab")
+        else {
+            panic!("found")
+        };
+        assert_eq!(digest, manifest_digest("gitlab/registry", "v3.1.0-gitlab"));
+        let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(body["mediaType"], MANIFEST_MEDIA_TYPE);
+        let pinned = manifest_digest("x", "y");
+        let ManifestAnswer::Found { digest, .. } = manifest_answer("gitlab/registry", &pinned)
+        else {
+            panic!("a digest reference is found")
+        };
+        assert_eq!(digest, pinned);
+        assert_eq!(
+            manifest_answer("gitlab/registry", "v9.9.9-missing"),
+            ManifestAnswer::Unknown {
+                body: r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v9.9.9-missing"}}]}"#.to_owned()
+            }
+        );
+        assert!(matches!(
+            manifest_answer("gitlab/registry", "sha256:abc"),
+            ManifestAnswer::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn only_tagships_basic_credentials_are_accepted() {
+        use base64::Engine as _;
+        let basic = |credentials: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        };
+        for (header, accepted) in [
+            (basic("tagship:registry-password"), Some(true)),
+            (basic("tagship:wrong"), Some(false)),
+            (basic("someone:registry-password"), Some(false)),
+            ("Basic !!!".to_owned(), Some(false)),
+            ("Bearer abc".to_owned(), None),
+        ] {
+            assert_eq!(basic_credentials_accepted(&header), accepted, "{header}");
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@ use tagship_tests::simulator::{SimulatorConfig, run};
 
 const USAGE: &str = "usage: simulator [--kubeconfig PATH] [--context NAME] [--listen 127.0.0.1:0] [--requests-per-second 100]
 
-Answers GET /ns/<namespace>/v2/ like the registry and serves simulated metrics on /metrics.
+Answers GET /ns/<namespace>/v2/ like the registry and serves simulated metrics on /metrics;
+plays the image registry's API: /v2/, /v2/<name>/manifests/<tag> and tokens from /jwt/auth.
 Prints `simulator: http://ADDR` on stderr once listening.";
 
 #[tokio::main]
