@@ -12,8 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::PostParams;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
 use crate::client_from_kubeconfig;
@@ -222,6 +222,24 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Polls the pods of `pods` every 250 ms until one that is not being deleted satisfies `check`, and
+/// returns it; fails after `timeout` naming `what`.
+pub async fn wait_for_pod(
+    pods: &Api<Pod>,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&Pod) -> bool,
+) -> anyhow::Result<Pod> {
+    eventually(timeout, what, || async {
+        let list = pods.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|p| p.metadata.deletion_timestamp.is_none() && check(p)))
+    })
+    .await
 }
 
 #[cfg(test)]
