@@ -7,7 +7,8 @@ use tagship_tests::kubelet::{KubeletConfig, run};
 
 const USAGE: &str = "usage: kubelet-standin [--kubeconfig PATH] [--context NAME] [--ready-after-ms 300] [--crash-every-ms 2000]
 
-Binds every pod to a pretend node and drives its status by its image tag (see tests/README.md).";
+Binds every pod to a pretend node and drives its status the way a kubelet would, by its image
+tag, its command words and its Secrets, ConfigMaps and volumes (see tests/README.md).";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
