@@ -1,4 +1,4 @@
-//! The process exit codes, the same meaning in every command (DESIGN.md §4).
+//! The process exit codes, the same meaning in every command (README.md, "Exit codes").
 //!
 //! Commands decide an [`Outcome`]; only `main` turns it into a process exit code.
 

@@ -95,7 +95,7 @@ fn a_crashlooping_release_is_rolled_back_and_later_stages_are_untouched() {
     assert_eq!(ran.code, 1, "{}", ran.said);
     assert!(
         ran.said.contains("rollout failed: deployment `gitlab-registry` in cluster `local-1`: pod `gitlab-registry-")
-            && ran.said.contains("container `registry` is in CrashLoopBackOff"),
+            && ran.said.contains("container `configure` is in CrashLoopBackOff"),
         "{}",
         ran.said
     );

@@ -329,7 +329,7 @@ fn checks_run_per_cluster_and_one_unhealthy_cluster_fails_the_stage_and_rolls_ba
         format!("min(gitlab_deployment_health:service{{cluster=\"{cluster}\",namespace=\"{ns}\"}})")
     };
     assert!(
-        eventually(Duration::from_secs(60), || {
+        eventually(Duration::from_mins(1), || {
             prometheus_values(&query("local-1")) == [1.0]
                 && prometheus_values(&query("local-2")) == [0.0]
         }),
@@ -403,7 +403,7 @@ fn a_crash_looping_release_is_rolled_back_in_seconds_despite_the_default_progres
     );
     for expected in [
         "deployment `gitlab-registry` in cluster `local-1`: pod `gitlab-registry-",
-        "container `registry` is in CrashLoopBackOff",
+        "container `configure` is in CrashLoopBackOff",
         "rolled back",
     ] {
         assert!(ran.said.contains(expected), "{expected}\n{}", ran.said);
