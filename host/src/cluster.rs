@@ -426,6 +426,22 @@ pub enum ClusterError {
     },
 }
 
+impl ClusterError {
+    /// The HTTP status the API server answered, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClusterError::Api { source, .. } | ClusterError::Connect { source, .. } => {
+                match &source.0 {
+                    kube::Error::Api(status) => Some(status.code),
+                    _ => None,
+                }
+            }
+            ClusterError::Unauthorized { .. } => Some(401),
+            _ => None,
+        }
+    }
+}
+
 fn path_suffix(path: Option<&Path>) -> String {
     path.map_or_else(String::new, |p| format!(" `{}`", p.display()))
 }

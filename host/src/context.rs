@@ -88,6 +88,29 @@ impl DeployContext {
     }
 }
 
+/// The git ref of the application at `app_version`, as an app pipeline names its version: a
+/// commit SHA is its own ref; a GitLab auto-deploy version
+/// (`17.5.202411201400-abc123def45.1a2b3c4d5e6`) names the app's commit first; any other version
+/// is its tag. What `{{app_ref}}` means in a plugin's configuration (e.g. where the app declares
+/// the registry version it needs). The guest SDK's `template` module has the same rule.
+pub fn app_ref(app_version: &str) -> &str {
+    let hex = |s: &str| s.len() >= 7 && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex(app_version) {
+        return app_version;
+    }
+    let auto_deploy = app_version.split_once('-').and_then(|(core, shas)| {
+        let numbers: Vec<&str> = core.split('.').collect();
+        let dated = numbers.len() == 3
+            && numbers
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            && numbers[2].len() == 12;
+        let (app, other) = shas.split_once('.')?;
+        (dated && hex(app) && hex(other)).then_some(app)
+    });
+    auto_deploy.unwrap_or(app_version)
+}
+
 /// The shape of the deploy context, for `--help` texts.
 pub const DEPLOY_CONTEXT_HELP: &str = r#"The input is the deploy context as JSON:
   {"component": "registry", "version": "v3.1.0", "stage": "gstg-cny", "environment": "gstg",
@@ -264,6 +287,26 @@ mod tests {
             None,
             "no workloads, nothing shared"
         );
+    }
+
+    #[test]
+    fn the_app_s_ref_is_its_commit_or_its_tag() {
+        for (version, reference) in [
+            ("0123abc", "0123abc"),
+            (
+                "6ad5ca9a8b51f3d9b1fe1d0a3e1f4e3b4a5c6d7e",
+                "6ad5ca9a8b51f3d9b1fe1d0a3e1f4e3b4a5c6d7e",
+            ),
+            ("17.5.202411201400-abc123def45.1a2b3c4d5e6", "abc123def45"),
+            ("v17.5.0", "v17.5.0"),
+            ("17.5.0-rc42", "17.5.0-rc42"),
+            (
+                "17.5.2024-abc123def45.1a2b3c4d5e6",
+                "17.5.2024-abc123def45.1a2b3c4d5e6",
+            ),
+        ] {
+            assert_eq!(app_ref(version), reference, "{version}");
+        }
     }
 
     #[test]

@@ -124,11 +124,29 @@ pub struct KubePorts<'a> {
     /// Digests resolved for `pin = "digest"`, by `repository:tag`: asked once per run, so every
     /// cluster, workload and migration of a release runs the same image.
     digests: tokio::sync::Mutex<HashMap<String, String>>,
+    /// The time to live of the locks this run takes (default `[lock].ttl`).
+    lock_ttl: std::time::Duration,
+}
+
+/// A lock request that failed, with what to fix when asking again cannot help: the lock's
+/// namespace is missing, or the credentials may not use Leases there.
+fn lock_error(e: &crate::cluster::ClusterError, context: &str, ns: &str) -> PortError {
+    let told = crate::report::one_line(e);
+    match e.status() {
+        Some(404) => PortError::permanent(format!(
+            "{told}; the lock's namespace `{ns}` does not exist in cluster `{context}`: create it (`kubectl --context {context} create namespace {ns}`) or set `namespace` in [lock]"
+        )),
+        Some(401 | 403) => PortError::permanent(format!(
+            "{told}; the credentials of cluster `{context}` may not use Leases in namespace `{ns}`: grant the verbs get, create and update on `leases` (API group coordination.k8s.io) in `{ns}`, e.g. with a Role and a RoleBinding"
+        )),
+        Some(400 | 405 | 415 | 422) => PortError::permanent(told),
+        _ => PortError::new(told),
+    }
 }
 
 /// A port error carrying the whole cause chain ("cannot load kubeconfig: file not found").
 fn port<E: std::error::Error>(e: E) -> PortError {
-    PortError(crate::report::one_line(&e))
+    PortError::new(crate::report::one_line(&e))
 }
 
 impl<'a> KubePorts<'a> {
@@ -140,7 +158,15 @@ impl<'a> KubePorts<'a> {
             reporter: &crate::progress::Lines,
             connections: Mutex::new(HashMap::new()),
             digests: tokio::sync::Mutex::new(HashMap::new()),
+            lock_ttl: config.lock.ttl,
         }
+    }
+
+    /// Locks are taken for `ttl` instead of `[lock].ttl` (`tagship lock acquire --ttl`).
+    #[must_use]
+    pub fn with_lock_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
     }
 
     /// Rollout progress goes to `reporter` (default: plain lines on stderr).
@@ -153,7 +179,7 @@ impl<'a> KubePorts<'a> {
     fn stage(&self, name: &str) -> Result<&'a Stage, PortError> {
         self.config
             .stage(name)
-            .ok_or_else(|| PortError(format!("no stage `{name}` in the configuration")))
+            .ok_or_else(|| PortError::new(format!("no stage `{name}` in the configuration")))
     }
 
     async fn connect(
@@ -202,7 +228,7 @@ impl<'a> KubePorts<'a> {
             .stages
             .iter()
             .find(|s| s.environment == environment)
-            .ok_or_else(|| PortError(format!("no stage is in environment `{environment}`")))?;
+            .ok_or_else(|| PortError::new(format!("no stage is in environment `{environment}`")))?;
         let ns = self
             .config
             .lock_namespace(environment)
@@ -232,7 +258,7 @@ impl<'a> KubePorts<'a> {
             Some((user, password)) => {
                 let read = |name: &str| {
                     std::env::var(name).map_err(|_| {
-                        PortError(format!(
+                        PortError::new(format!(
                             "`registry_user_env`/`registry_password_env` in [component] of {} name the environment variable `{name}`, which is not set",
                             self.config.path.display()
                         ))
@@ -254,7 +280,7 @@ impl<'a> KubePorts<'a> {
         let target = crate::registry::Repository::of(repository, base_url);
         let digest = crate::registry::resolve_digest(&target, &tag, credentials.as_ref())
             .await
-            .map_err(|e| PortError(format!("cannot pin `{reference}` by digest: {e}")))?;
+            .map_err(|e| PortError::new(format!("cannot pin `{reference}` by digest: {e}")))?;
         self.reporter.step(
             Some(&stage.name),
             &format!("`{reference}` is {digest} (pin = \"digest\")"),
@@ -373,6 +399,15 @@ impl<'a> KubePorts<'a> {
             .map_err(port)
     }
 
+    /// Releases the lock of `environment` if this holder holds it; whether it did.
+    pub async fn release_lock(&self, environment: &str) -> Result<bool, PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        cluster
+            .lock_release(&ns, &self.config.lease_name(environment), &self.holder)
+            .await
+            .map_err(|e| lock_error(&e, cluster.context(), &ns))
+    }
+
     /// The history of `stage`, oldest first.
     pub async fn history(&self, stage: &str) -> Result<Vec<serde_json::Value>, PortError> {
         let stage = self.stage(stage)?;
@@ -452,7 +487,7 @@ impl Cluster for KubePorts<'_> {
             let found = read.map_err(port)?;
             for workload in &stage.workloads {
                 let live = found.get(&workload.deployment).ok_or_else(|| {
-                    PortError(format!(
+                    PortError::new(format!(
                         "deployment `{}` in namespace `{}` of cluster `{}` does not exist; create it (e.g. with Helm) before deploying",
                         workload.deployment,
                         stage.namespace,
@@ -463,7 +498,7 @@ impl Cluster for KubePorts<'_> {
                 // lock, the checks and the migrations.
                 let containers =
                     component_containers(workload, live, &repositories).map_err(|problem| {
-                        PortError(format!(
+                        PortError::new(format!(
                             "deployment `{}` in namespace `{}` of cluster `{}` {problem} (in {})",
                             workload.deployment,
                             stage.namespace,
@@ -498,9 +533,9 @@ impl Cluster for KubePorts<'_> {
         let (cluster, ns) = self.home(environment).await?;
         let lease = self.config.lease_name(environment);
         match cluster
-            .lock_try_acquire(&ns, &lease, &self.holder, self.config.lock.ttl)
+            .lock_try_acquire(&ns, &lease, &self.holder, self.lock_ttl)
             .await
-            .map_err(port)?
+            .map_err(|e| lock_error(&e, cluster.context(), &ns))?
         {
             KubeLock::Acquired => Ok(LockAttempt::Acquired),
             KubeLock::Held(info) => Ok(LockAttempt::Held(Holder {
@@ -517,7 +552,7 @@ impl Cluster for KubePorts<'_> {
         cluster
             .lock_release(&ns, &self.config.lease_name(environment), &self.holder)
             .await
-            .map_err(port)?;
+            .map_err(|e| lock_error(&e, cluster.context(), &ns))?;
         Ok(())
     }
 
@@ -684,7 +719,11 @@ impl Cluster for KubePorts<'_> {
         let cluster = self.clusters(stage).await?.remove(0);
         let mut entry = serde_json::to_value(&record).map_err(port)?;
         entry["at"] = serde_json::Value::String(crate::context::now_rfc3339());
-        entry["by"] = serde_json::Value::String(self.holder.id.clone());
+        let (by, run) = crate::holder::holder_parts(&self.holder.id);
+        entry["by"] = serde_json::Value::String(by.to_owned());
+        if let Some(run) = run {
+            entry["run"] = serde_json::Value::String(run.to_owned());
+        }
         cluster
             .history_append(&stage.namespace, &stage.name, entry)
             .await
@@ -767,7 +806,7 @@ impl KubePorts<'_> {
             }
             if wanted.is_none() {
                 // By default the stage's first workload is the one.
-                return Err(PortError(format!(
+                return Err(PortError::new(format!(
                     "the migration Job runs in a workload's pod, and deployment `{deployment}` in namespace `{ns}` of cluster `{}` runs no container of the component's image {}; name one with {where_}",
                     cluster.context(),
                     crate::config::quoted_list(repositories.iter().copied())
@@ -775,7 +814,7 @@ impl KubePorts<'_> {
             }
         }
         let wanted = wanted.map(|c| c.container.as_str()).unwrap_or_default();
-        Err(PortError(format!(
+        Err(PortError::new(format!(
             "no workload of stage `{}` has a container `{wanted}` for the migration Job (in namespace `{ns}` of cluster `{}`); fix {where_}",
             stage.name,
             cluster.context()
@@ -823,7 +862,7 @@ impl KubePorts<'_> {
             service_account: job.service_account.clone(),
         };
         let pod = crate::cluster::migration_pod(&template.spec, &run).map_err(|e| {
-            PortError(format!(
+            PortError::new(format!(
                 "cannot build the migration Job from deployment `{deployment}` in namespace `{ns}`: it {e}"
             ))
         })?;
@@ -846,7 +885,7 @@ impl KubePorts<'_> {
                 .iter()
                 .all(|(k, v)| labels.get(k) == Some(v))
         {
-            return Err(PortError(format!(
+            return Err(PortError::new(format!(
                 "the selector of deployment `{deployment}` in namespace `{ns}` matches the migration Job's labels {labels:?}; give the Deployment a selector of its own"
             )));
         }
@@ -1302,19 +1341,46 @@ pub fn holder(reason: String) -> KubeHolder {
     }
 }
 
-/// The default holder identity.
+/// This run's holder identity: who runs it and which run it is, `WHO#RUN` (see
+/// [`crate::holder::holder_parts`]).
+///
+/// Who: `TAGSHIP_HOLDER`, else the GitLab user (`GITLAB_USER_LOGIN`), else `USER@HOSTNAME`.
+/// The run: in a GitLab CI job, its pipeline and job name, so the same job run again (a retry)
+/// takes over its own lock; elsewhere a random id per process, so two terminals of one person
+/// are two holders, and Ctrl-C in one never releases the other's lock.
 pub fn default_holder() -> String {
+    format!("{}#{}", holder_who(), run_id())
+}
+
+/// Who runs tagship, for the lock and the history.
+pub fn holder_who() -> String {
     if let Ok(holder) = std::env::var("TAGSHIP_HOLDER") {
         return holder;
     }
-    if let (Ok(user), Ok(job)) = (
-        std::env::var("GITLAB_USER_LOGIN"),
-        std::env::var("CI_JOB_ID"),
-    ) {
-        return format!("{user}/job-{job}");
+    if let Ok(user) = std::env::var("GITLAB_USER_LOGIN") {
+        return user;
     }
     let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
     let host = fs_err::read_to_string("/etc/hostname")
         .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned());
     format!("{user}@{host}")
+}
+
+/// Which run this is: `pipeline-ID/JOB` in GitLab CI, else `run-` and a random id (fixed for
+/// the life of the process).
+fn run_id() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        if let (Ok(pipeline), Ok(job)) = (
+            std::env::var("CI_PIPELINE_ID"),
+            std::env::var("CI_JOB_NAME"),
+        ) {
+            return format!("pipeline-{pipeline}/{job}");
+        }
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        format!("run-{:08x}", hasher.finish() & 0xffff_ffff)
+    })
+    .clone()
 }

@@ -21,6 +21,8 @@ pub enum Outcome {
     PluginError,
     /// A rollback failed or was refused: a human must act.
     RollbackFailed,
+    /// `tagship lock run`: the command run under the lock ended with this code.
+    Command(u8),
 }
 
 impl Outcome {
@@ -34,6 +36,7 @@ impl Outcome {
             Outcome::LockTimeout => 4,
             Outcome::PluginError => 5,
             Outcome::RollbackFailed => 6,
+            Outcome::Command(code) => code,
         }
     }
 }

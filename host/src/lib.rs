@@ -11,6 +11,7 @@ pub mod context;
 pub mod deploy;
 pub mod exit;
 pub mod gitlab;
+pub mod holder;
 pub mod journal;
 pub mod lifecycle;
 pub mod plugins;

@@ -10,6 +10,7 @@
 pub mod bake;
 pub mod decide;
 pub mod driver;
+pub mod lock;
 pub mod plan;
 pub mod ports;
 pub mod preview;
@@ -18,6 +19,7 @@ pub mod rollback;
 pub(crate) mod testing;
 
 pub use driver::{DeployOutcome, check_per_cluster, context_for, deploy};
+pub use lock::{EnvironmentLock, LockFailure, LockLost};
 pub use plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
 pub use preview::{Action, StagePreview, preview};
 pub use rollback::{RollbackRequest, rollback};

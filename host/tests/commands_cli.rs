@@ -223,7 +223,17 @@ fn a_deploy_stopped_by_sigterm_releases_its_lock_and_a_rerun_finishes() {
         assert!(Instant::now() < deadline, "the deploy never applied");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(site.lease_holder("gstg"), HOLDER, "the run holds the lock");
+    assert_eq!(
+        site.lease_holder_who("gstg"),
+        HOLDER,
+        "the run holds the lock"
+    );
+    assert!(
+        site.lease_holder("gstg")
+            .starts_with(&format!("{HOLDER}#run-")),
+        "as who and which run: {}",
+        site.lease_holder("gstg")
+    );
 
     // When CI cancels the job (SIGTERM)
     let status = Command::new("kill")
@@ -396,7 +406,7 @@ fn a_rollback_stopped_by_sigterm_releases_its_lock() {
         assert!(Instant::now() < deadline, "the rollback never applied");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(site.lease_holder("gstg"), HOLDER);
+    assert_eq!(site.lease_holder_who("gstg"), HOLDER);
 
     // When it is stopped with SIGTERM, Then it exits 1, says so, and the lock is free
     let status = Command::new("kill")

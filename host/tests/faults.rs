@@ -123,7 +123,8 @@ fn faults_on_the_lock_are_retried_and_the_deploy_completes() {
         f.inject(leases.clone(), Fault::Drop, 2),
         f.inject(leases, Fault::status(500), 2),
     ];
-    let config = f.config().write();
+    // (ridden out within the lock's wait: a lock still unreadable after it blocks the deploy)
+    let config = f.config().lock_wait("2m").write();
 
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
@@ -590,7 +591,7 @@ fn a_run_killed_with_sigkill_loses_its_lease_at_expiry_and_another_holder_finish
         "never saw the canary mid-rollout\n{}",
         killed.said
     );
-    assert_eq!(f.site.lease_holder("gstg"), "runner-a");
+    assert_eq!(f.site.lease_holder_who("gstg"), "runner-a");
 
     // When another holder runs the same deploy
     let ran = site::run(deploy_command(&config, &args).env("TAGSHIP_HOLDER", "runner-b"));

@@ -63,6 +63,10 @@ const COMMANDS: &[(&str, &[&str])] = &[
         &["--stage", "--holder", "--reason", "--ttl", "--wait"],
     ),
     ("lock release", &["--stage", "--holder"]),
+    (
+        "lock run",
+        &["--stage", "--holder", "--reason", "--ttl", "--wait"],
+    ),
     ("status", &["--output"]),
     ("plan", &["--version", "--until", "--approve", "--output"]),
     ("rollback", &["--stage", "--to"]),
@@ -232,18 +236,6 @@ impl Job {
         }
     }
 
-    /// `when: always`, on the job or on every rule that lets it run.
-    fn runs_always(&self) -> bool {
-        if let Some(rules) = self.get("rules").and_then(Value::as_sequence) {
-            rules
-                .iter()
-                .filter(|r| r.get("when").and_then(Value::as_str) != Some("never"))
-                .all(|r| r.get("when").and_then(Value::as_str) == Some("always"))
-        } else {
-            self.get("when").and_then(Value::as_str) == Some("always")
-        }
-    }
-
     /// The jobs named in `needs` (plain names or `{job: NAME}`).
     fn needs(&self) -> Vec<String> {
         self.get("needs")
@@ -321,6 +313,10 @@ fn all_templates() -> Vec<Template> {
 struct Invocation {
     command: String,
     flags: Vec<(String, String)>,
+    /// The command after `--` (`tagship lock run … -- CMD…`), word by word.
+    wrapped: Vec<String>,
+    /// The `tagship` calls of the wrapped command, when it is `sh -c SCRIPT`.
+    nested: Vec<Invocation>,
     /// The whole call, for messages.
     text: String,
 }
@@ -457,8 +453,23 @@ fn parse_invocation(args: &[String], script: &str) -> Invocation {
         [] => panic!("`tagship` without a command in:\n{script}"),
     };
     let mut flags = Vec::new();
+    let mut wrapped = Vec::new();
+    let mut nested = Vec::new();
     let mut rest = rest.iter();
     while let Some(arg) = rest.next() {
+        if arg == "--" {
+            // `lock run … -- CMD…`: the command run under the lock; in `sh -c SCRIPT`, its own
+            // tagship calls are read too.
+            wrapped = rest.by_ref().cloned().collect();
+            if let [shell, option, script, ..] = wrapped.as_slice()
+                && shell == "sh"
+                && option.starts_with('-')
+                && option.contains('c')
+            {
+                nested = invocations(script);
+            }
+            break;
+        }
         if arg == "$@" {
             // "$@": flags built by the script (app-auto-deploy's `--stage` per stage).
             continue;
@@ -479,6 +490,8 @@ fn parse_invocation(args: &[String], script: &str) -> Invocation {
     Invocation {
         command,
         flags,
+        wrapped,
+        nested,
         text,
     }
 }
@@ -808,55 +821,78 @@ fn the_service_project_triggers_the_deploy_project_on_release_tags() {
 // The app's auto-deploy
 
 #[test]
-fn the_app_auto_deploy_locks_then_checks_compat_and_always_unlocks() {
+fn the_app_auto_deploy_checks_compat_and_deploys_under_one_renewed_lock() {
     let template = Template::named("app-auto-deploy.gitlab-ci.yml");
-    let jobs = template.jobs();
-    let find = |command: &str| -> &Job {
-        jobs.iter()
-            .find(|j| j.invocations().iter().any(|i| i.command == command))
-            .unwrap_or_else(|| panic!("no job runs `tagship {command}`"))
-    };
-    let lock = find("lock acquire");
-    let compat = find("check-compat");
-    let unlock = find("lock release");
-
-    let acquire = lock.invocation("lock acquire");
+    let calls: Vec<(String, Invocation)> = template
+        .all_job_bodies()
+        .into_iter()
+        .flat_map(|(name, body)| {
+            script_lines(&body)
+                .iter()
+                .flat_map(|line| invocations(line))
+                .map(|call| (name.clone(), call))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let (job, run) = calls
+        .iter()
+        .find(|(_, call)| call.command == "lock run")
+        .expect("a job runs `tagship lock run`");
     for flag in ["--stage", "--holder", "--reason", "--ttl", "--wait"] {
-        assert!(
-            acquire.flag(flag).is_some(),
-            "`{}` has no {flag}",
-            acquire.text
-        );
+        assert!(run.flag(flag).is_some(), "`{}` has no {flag}", run.text);
     }
-    let release = unlock.invocation("lock release");
+    // Under the lock: the compat check first, then the app's deploy, stopping at a failure.
     assert_eq!(
-        release.flag("--holder"),
-        acquire.flag("--holder"),
-        "release as the holder that acquired"
+        run.wrapped.get(..2),
+        Some(&["sh".to_owned(), "-ec".to_owned()][..]),
+        "`{job}`: the wrapped command stops at the first failure: {:?}",
+        run.wrapped
     );
-    assert_eq!(release.flag("--stage"), acquire.flag("--stage"));
-
+    let script = &run.wrapped[2];
+    let compat = run
+        .nested
+        .first()
+        .unwrap_or_else(|| panic!("`{job}`: {script}"));
+    assert_eq!(compat.command, "check-compat", "{script}");
+    assert!(compat.flag("--app-version").is_some(), "{script}");
+    let deploy_at = script
+        .find("$TAGSHIP_APP_DEPLOY_COMMAND")
+        .unwrap_or_else(|| panic!("`{job}` never runs the app's deploy: {script}"));
     assert!(
-        compat
-            .invocation("check-compat")
-            .flag("--app-version")
-            .is_some(),
-        "check-compat names the app version"
+        script.find("tagship check-compat") < Some(deploy_at),
+        "the check comes before the deploy: {script}"
     );
+    // Nobody holds a lock that nobody renews any more.
     assert!(
-        compat.needs().contains(&lock.name),
-        "`{}` checks under the lock: it needs `{}`",
-        compat.name,
-        lock.name
+        calls.iter().all(|(_, c)| c.command != "lock acquire"),
+        "a lock acquired by one job and released by another is not renewed"
     );
-    // Before every job of the app's own stages, and the release after all of them.
-    assert_eq!(lock.stage(), ".pre");
-    assert_eq!(compat.stage(), ".pre");
-    assert_eq!(unlock.stage(), ".post");
+    let variables = template
+        .doc
+        .get("variables")
+        .and_then(Value::as_mapping)
+        .expect("variables");
+    let ttl = variables
+        .get("TAGSHIP_LOCK_TTL")
+        .and_then(Value::as_str)
+        .expect("TAGSHIP_LOCK_TTL");
     assert!(
-        unlock.runs_always(),
-        "`{}` must run `when: always`, also after a failure",
-        unlock.name
+        ["30s", "1m", "2m", "3m", "5m"].contains(&ttl),
+        "the lock is renewed: a short TTL frees it soon after a dead job, not `{ttl}`"
+    );
+    // The app version as an app pipeline has it: its auto-deploy version, else its commit.
+    let lines = script_lines(&template.resolve(job, 0)).join("\n");
+    assert!(
+        lines.contains("AUTO_DEPLOY_VERSION") && lines.contains("$CI_COMMIT_SHA"),
+        "{lines}"
+    );
+    // And a job ready to use runs it.
+    assert!(
+        template
+            .jobs()
+            .iter()
+            .any(|j| j.invocations().iter().any(|c| c.command == "lock run")),
+        "no visible job runs it"
     );
 }
 

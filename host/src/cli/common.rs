@@ -85,6 +85,23 @@ pub fn check_credentials(config: &Config) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// An application version as an app's pipeline has one: a version (`v17.5.0`), a GitLab
+/// auto-deploy version (`17.5.202411201400-abc123def45.1a2b3c4d5e6`, itself a version), or a git
+/// commit SHA (7 to 40 hex digits, e.g. `$CI_COMMIT_SHA`), trimmed. Plugins get it as given, and
+/// its git ref as `{{app_ref}}`.
+pub fn app_version(text: &str, flag: &str) -> Result<String, CommandError> {
+    let text = text.trim();
+    let commit = (7..=40).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if commit || text.parse::<Version>().is_ok() {
+        return Ok(text.to_owned());
+    }
+    Err(CommandError::usage(anyhow::anyhow!(
+        "{flag}: `{text}` is neither a version (`v17.5.0`, or a GitLab auto-deploy version such as \
+         `17.5.202411201400-abc123def45.1a2b3c4d5e6`) nor a git commit SHA (7 to 40 hex digits, \
+         e.g. `$CI_COMMIT_SHA`)"
+    )))
+}
+
 /// Refuses a stage name the configuration does not have, listing the ones it has.
 pub fn require_stage(config: &Config, stage: &str) -> Result<(), CommandError> {
     if config.stage(stage).is_some() {

@@ -78,8 +78,7 @@ pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
     for stage in &args.stage {
         common::require_stage(&config, stage)?;
     }
-    let app_version = args.app_version.trim().to_owned();
-    common::parse_version(&app_version, "--app-version")?;
+    let app_version = common::app_version(&args.app_version, "--app-version")?;
     let options = RunOptions {
         deploy_id: format!("{}-check-compat-{app_version}", config.component.name),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),

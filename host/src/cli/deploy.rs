@@ -88,7 +88,11 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
         allow_downgrade: args.allow_downgrade,
         deploy_id: deploy_id.clone(),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
-        app_version: args.app_version.clone(),
+        app_version: args
+            .app_version
+            .as_deref()
+            .map(|v| common::app_version(v, "--app-version"))
+            .transpose()?,
     };
     let plan = plan(&config, target.clone(), &options);
     let host = PluginHost::new();

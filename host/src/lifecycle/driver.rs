@@ -9,7 +9,6 @@
 //!   migrations forbid it; then the run says so and stops.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -19,10 +18,11 @@ use crate::version::Version;
 
 use super::bake::{self, Round, Tally};
 use super::decide::{self, RollbackDecision, StageAction};
+use super::lock::{EnvironmentLock, LockFailure};
 use super::plan::{Plan, StagePlan};
 use super::ports::{
-    CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder, LockAttempt,
-    Migration, Notify, Phase, PortError, Reporter, StageEnd, StageLive,
+    CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder, Migration,
+    Notify, Phase, PortError, Reporter, StageEnd, StageLive,
 };
 
 /// How a deploy run ended.
@@ -180,7 +180,7 @@ pub(super) struct Run<'a, C, K, N, R> {
 /// Why a stage did not finish; turned into a [`DeployOutcome`] by the stage loop.
 type StageResult = Result<bool, DeployOutcome>;
 
-impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
+impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
     async fn stages(&mut self) -> DeployOutcome {
         let mut deployed = Vec::new();
         let mut skipped = Vec::new();
@@ -234,7 +234,13 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                     &format!("already serving {}, nothing to do", self.plan.target),
                 );
                 self.ensure_recorded(stage, &live).await;
-                self.post_migrations_if_due(stage, &live).await?;
+                // A run that applied the stage may have stopped before (or failed in) its
+                // post-deployment migrations: they change the database, so under the lock too.
+                if self.post_migrations_pending(stage).await? {
+                    self.lock(stage).await?;
+                    self.hold(stage, self.post_migrations_if_due(stage, &live))
+                        .await?;
+                }
                 Ok(false)
             }
             StageAction::RefuseDowngrade { live: newer } => Err(DeployOutcome::Blocked {
@@ -258,84 +264,85 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             }
             StageAction::Deploy { .. } => {
                 self.lock(stage).await?;
-                let renewal = self.plan.lock_ttl / 3;
-                let environment = stage.environment.clone();
-                let cluster = self.cluster;
-                let reporter = self.reporter;
                 let work = self.deploy_stage(stage);
-                let lost = async {
-                    loop {
-                        tokio::time::sleep(renewal).await;
-                        match cluster.try_lock(&environment).await {
-                            Ok(LockAttempt::Acquired) => {}
-                            Ok(LockAttempt::Held(holder)) => return holder,
-                            Err(e) => reporter
-                                .step(None, &format!("could not renew the lock (will retry): {e}")),
-                        }
-                    }
-                };
-                tokio::select! {
-                    result = work => result,
-                    holder = lost => Err(DeployOutcome::Failed {
-                        stage: stage.name.clone(),
-                        reason: format!(
-                            "the lock of `{}` was taken over by {holder}; stopped changing the cluster",
-                            stage.environment
-                        ),
-                        rolled_back_to: None,
-                    }),
-                }
+                self.hold(stage, work).await
             }
         }
     }
 
+    /// The lock of `stage`'s environment, as this run takes and renews it.
+    pub(super) fn environment_lock<'s>(&self, stage: &'s StagePlan) -> EnvironmentLock<'s, C, R>
+    where
+        'a: 's,
+    {
+        EnvironmentLock::new(
+            self.cluster,
+            self.reporter,
+            &stage.environment,
+            Some(&stage.name),
+            self.plan.lock_wait,
+            self.plan.lock_ttl,
+        )
+    }
+
+    /// Runs `work` on `stage` while renewing its environment's lock (which this run holds); stops
+    /// it when the lock is lost.
+    pub(super) async fn hold<T>(
+        &self,
+        stage: &StagePlan,
+        work: impl std::future::Future<Output = Result<T, DeployOutcome>>,
+    ) -> Result<T, DeployOutcome> {
+        match self.environment_lock(stage).hold(work).await {
+            Ok(result) => result,
+            Err(lost) => Err(DeployOutcome::Failed {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "the lock of `{}` {lost}; stopped changing the cluster",
+                    stage.environment
+                ),
+                rolled_back_to: None,
+            }),
+        }
+    }
+
+    /// Takes the lock of `stage`'s environment (releasing another environment's this run held),
+    /// waiting up to `[lock].wait`.
     pub(super) async fn lock(&mut self, stage: &StagePlan) -> Result<(), DeployOutcome> {
         if self.locked.as_deref() == Some(stage.environment.as_str()) {
             return Ok(());
         }
         self.release().await;
         self.reporter.phase(&stage.name, Phase::Lock);
-        let deadline = Instant::now() + self.plan.lock_wait;
-        let mut told = false;
-        loop {
-            match self.cluster.try_lock(&stage.environment).await {
-                Ok(LockAttempt::Acquired) => {
-                    self.reporter.step(
-                        Some(&stage.name),
-                        &format!("holding the lock of `{}`", stage.environment),
-                    );
-                    self.locked = Some(stage.environment.clone());
-                    return Ok(());
-                }
-                Ok(LockAttempt::Held(holder)) => {
-                    if !told {
-                        let message = format!(
-                            "the lock of `{}` is held by {holder}; waiting up to {}s",
-                            stage.environment,
-                            self.plan.lock_wait.as_secs()
-                        );
-                        self.reporter.step(Some(&stage.name), &message);
-                        let ctx = self.context(Some(stage), None, &StageLive::default());
-                        self.notify
-                            .send(Some(stage), EventKind::LockWaiting, &ctx, &message)
-                            .await;
-                        told = true;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(DeployOutcome::LockTimeout {
-                            environment: stage.environment.clone(),
-                            holder,
-                        });
-                    }
-                }
-                Err(e) => self.reporter.step(
+        let wait = self.plan.lock_wait;
+        let told = async |holder: &Holder| {
+            let message = format!(
+                "the lock of `{}` is held by {holder}; waiting up to {}s",
+                stage.environment,
+                wait.as_secs()
+            );
+            self.reporter.step(Some(&stage.name), &message);
+            let ctx = self.context(Some(stage), None, &StageLive::default());
+            self.notify
+                .send(Some(stage), EventKind::LockWaiting, &ctx, &message)
+                .await;
+        };
+        match self.environment_lock(stage).acquire(told).await {
+            Ok(()) => {
+                self.reporter.step(
                     Some(&stage.name),
-                    &format!("could not read the lock (will retry): {e}"),
-                ),
+                    &format!("holding the lock of `{}`", stage.environment),
+                );
+                self.locked = Some(stage.environment.clone());
+                Ok(())
             }
-            let poll =
-                Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now()));
-            tokio::time::sleep(poll.max(Duration::from_millis(100))).await;
+            Err(LockFailure::Held(holder)) => Err(DeployOutcome::LockTimeout {
+                environment: stage.environment.clone(),
+                holder,
+            }),
+            Err(LockFailure::Unavailable(reason)) => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!("{reason}; nothing was changed"),
+            }),
         }
     }
 
@@ -748,6 +755,20 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         }
     }
 
+    /// Whether post-deployment migrations are due after `stage` and the watermark says they
+    /// have not run for the target.
+    async fn post_migrations_pending(&self, stage: &StagePlan) -> Result<bool, DeployOutcome> {
+        if !(stage.post_migrations_after && self.plan.post_migrations) {
+            return Ok(false);
+        }
+        let mark = self
+            .cluster
+            .watermark(&stage.environment)
+            .await
+            .map_err(|e| Self::infra(stage, &e))?;
+        Ok(mark.is_none_or(|m| m < self.plan.target))
+    }
+
     /// Post-deployment migrations after `stage`, unless the watermark shows they ran.
     async fn post_migrations_if_due(
         &self,
@@ -937,6 +958,8 @@ pub fn context_for(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::lifecycle::BakePlan;
     use crate::lifecycle::testing::{
@@ -1329,6 +1352,116 @@ mod tests {
             "told once"
         );
         assert!(cluster.applies().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_that_cannot_be_taken_blocks_at_once_when_asking_again_cannot_help() {
+        let cluster = cluster_at("v1.0.0");
+        *cluster.lock_error.lock().unwrap() = Some(PortError::permanent(
+            "namespace `locks` does not exist; create it",
+        ));
+        let started = Instant::now();
+        let (outcome, _, _) = run(&plan("v2.0.0", three_stages()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Blocked { stage, reason }
+                if stage == "gstg-cny" && reason.contains("create it") && reason.contains("nothing was changed")),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.outcome(), Outcome::Blocked);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(*cluster.lock_requests.lock().unwrap(), 1);
+        assert!(cluster.applies().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_that_keeps_failing_is_tried_within_the_wait_without_spinning() {
+        let cluster = cluster_at("v1.0.0");
+        *cluster.lock_error.lock().unwrap() = Some(PortError::new("the API server answered 503"));
+        let started = Instant::now();
+        let (outcome, _, lines) = run(&plan("v2.0.0", three_stages()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Blocked { reason, .. } if reason.contains("503")),
+            "{outcome:?}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_mins(1) && took < Duration::from_secs(63),
+            "{took:?}"
+        );
+        let requests = *cluster.lock_requests.lock().unwrap();
+        assert!(
+            (30..=32).contains(&requests),
+            "one try per 2 s of the wait: {requests}"
+        );
+        assert_eq!(
+            lines
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("cannot read the lock"))
+                .count(),
+            1,
+            "said once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stage_already_deployed_runs_its_missing_post_migrations_under_the_lock() {
+        // A run applied v2.0.0 everywhere and failed in gstg's post-deployment migrations.
+        let cluster = cluster_at("v2.0.0");
+        let mut stages = three_stages();
+        stages[1].post_migrations_after = true;
+        let mut p = plan("v2.0.0", stages);
+        p.post_migrations = true;
+        p.until = Some("gstg".into());
+        let (outcome, _, _) = run(&p, &cluster).await;
+        assert!(matches!(outcome, DeployOutcome::Done { .. }), "{outcome:?}");
+        let calls = cluster.calls.lock().unwrap().clone();
+        let lock = calls.iter().position(|c| *c == Call::Lock("gstg".into()));
+        let migrate = calls.iter().position(|c| {
+            matches!(
+                c,
+                Call::Migrate {
+                    kind: Migration::Post,
+                    ..
+                }
+            )
+        });
+        assert!(lock.is_some() && lock < migrate, "{calls:?}");
+        assert_eq!(
+            cluster.watermarks.lock().unwrap()["gstg"].to_string(),
+            "v2.0.0"
+        );
+        assert!(cluster.holding.lock().unwrap().is_empty(), "released");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_that_cannot_be_renewed_for_its_whole_time_to_live_stops_the_run() {
+        let cluster = cluster_at("v1.0.0");
+        let mut stages = three_stages();
+        stages[0].bake = Some(bake());
+        let mut p = plan("v2.0.0", stages);
+        p.lock_ttl = Duration::from_secs(15);
+        let notify = FakeNotify::default();
+        let lines = Lines::default();
+        let checks = FakeChecks::default();
+        let run = deploy(&p, &cluster, &checks, &notify, &lines);
+        let outage = async {
+            // The lock is taken, then every request fails from 5 s on.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            *cluster.lock_error.lock().unwrap() = Some(PortError::new("connection refused"));
+        };
+        let (outcome, ()) = tokio::join!(run, outage);
+        assert!(
+            matches!(&outcome, DeployOutcome::Failed { reason, .. }
+                if reason.contains("could not be renewed before it expired") && reason.contains("stopped changing")),
+            "{outcome:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

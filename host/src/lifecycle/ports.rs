@@ -11,8 +11,35 @@ use super::plan::StagePlan;
 
 /// Infrastructure failed; the message names the object and the cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PortError(pub String);
+#[error("{message}")]
+pub struct PortError {
+    message: String,
+    permanent: bool,
+}
+
+impl PortError {
+    /// A failure that may pass (the server is down, overloaded, or the network failed).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure that asking again will not change (a missing namespace, a forbidden verb): a
+    /// person must fix something first.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+
+    /// Whether asking again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
 
 /// One workload container (or init container) of a stage as it is live now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +95,7 @@ pub struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}`", self.who)?;
+        f.write_str(&crate::holder::holder_text(&self.who))?;
         if let Some(since) = &self.since {
             write!(f, " since {since}")?;
         }

@@ -58,7 +58,10 @@ pub async fn rollback<C: Cluster, N: Notify, R: Reporter>(
     if let Err(outcome) = run.lock(stage).await {
         return outcome;
     }
-    let outcome = roll_back_locked(&run, stage, request).await;
+    let work = async { Ok::<_, DeployOutcome>(roll_back_locked(&run, stage, request).await) };
+    let outcome = match run.hold(stage, work).await {
+        Ok(outcome) | Err(outcome) => outcome,
+    };
     run.release().await;
     outcome
 }
@@ -320,6 +323,31 @@ mod tests {
         let history = cluster.history.lock().unwrap();
         assert_eq!(history[0].1.action, "rolled-back");
         assert_eq!(history[0].1.previous.as_deref(), Some("v2.0.0"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rollback_renews_its_lock_and_stops_when_it_is_taken_over() {
+        let cluster = FakeCluster::with(&[("gstg", &["v2.0.0", "v2.0.0"])]);
+        cluster
+            .previous
+            .lock()
+            .unwrap()
+            .insert("gstg".into(), "v1.0.0".parse().unwrap());
+        // Renewed every 2 s; the rollout takes 3 s; the second lock request finds an intruder.
+        *cluster.lose_lock_after.lock().unwrap() = Some(1);
+        let mut p = plan("v0.0.0", vec![stage("gstg", "gstg", false)]);
+        p.lock_ttl = std::time::Duration::from_secs(6);
+        let (notify, lines) = (FakeNotify::default(), Lines::default());
+        let outcome = rollback(&p, &request(None, false), &cluster, &notify, &lines).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Failed { reason, .. }
+                if reason.contains("taken over by `intruder`")),
+            "{outcome:?}"
+        );
+        assert!(
+            cluster.history.lock().unwrap().is_empty(),
+            "nothing recorded after the lock was lost"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -88,6 +88,10 @@ pub(crate) struct FakeCluster {
     /// stage → previous version annotation.
     pub previous: Mutex<BTreeMap<String, Version>>,
     pub held_by: Mutex<Option<Holder>>,
+    /// Every lock request fails with this (a missing namespace, a forbidden verb, an outage).
+    pub lock_error: Mutex<Option<PortError>>,
+    /// How many lock requests were made.
+    pub lock_requests: Mutex<usize>,
     /// After this many successful lock calls, someone takes the lock over.
     pub lose_lock_after: Mutex<Option<usize>>,
     pub watermarks: Mutex<BTreeMap<String, Version>>,
@@ -95,9 +99,20 @@ pub(crate) struct FakeCluster {
     pub changed_while_waiting: Mutex<Option<(String, Vec<Version>)>>,
     pub history: Mutex<Vec<(String, HistoryRecord)>>,
     pub calls: Mutex<Vec<Call>>,
+    /// The environments whose lock this run holds now, as the real Lease would say.
+    pub holding: Mutex<BTreeSet<String>>,
 }
 
 impl FakeCluster {
+    /// Fails the test when `what` changes `environment` without holding its lock: every path
+    /// that changes a cluster must take it first.
+    fn require_lock(&self, environment: &str, what: &str) {
+        assert!(
+            self.holding.lock().unwrap().contains(environment),
+            "{what} in environment `{environment}` without holding its lock"
+        );
+    }
+
     pub(crate) fn with(stages: &[(&str, &[&str])]) -> Self {
         let fake = FakeCluster::default();
         for (stage, versions) in stages {
@@ -134,7 +149,7 @@ impl Cluster for FakeCluster {
         let live = self.live.lock().unwrap();
         let versions = live
             .get(&stage.name)
-            .ok_or_else(|| PortError(format!("no stage `{}`", stage.name)))?;
+            .ok_or_else(|| PortError::new(format!("no stage `{}`", stage.name)))?;
         let incomplete = self.incomplete.lock().unwrap().contains(&stage.name);
         let previous = self.previous.lock().unwrap().get(&stage.name).cloned();
         Ok(StageLive {
@@ -155,6 +170,10 @@ impl Cluster for FakeCluster {
     }
 
     async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError> {
+        *self.lock_requests.lock().unwrap() += 1;
+        if let Some(error) = self.lock_error.lock().unwrap().clone() {
+            return Err(error);
+        }
         let mut lose = self.lose_lock_after.lock().unwrap();
         if let Some(n) = lose.as_mut() {
             if *n == 0 {
@@ -169,8 +188,10 @@ impl Cluster for FakeCluster {
             }
         }
         if let Some(holder) = self.held_by.lock().unwrap().clone() {
+            self.holding.lock().unwrap().remove(environment);
             return Ok(LockAttempt::Held(holder));
         }
+        self.holding.lock().unwrap().insert(environment.into());
         if let Some((stage, versions)) = self.changed_while_waiting.lock().unwrap().take() {
             self.live.lock().unwrap().insert(stage, versions);
         }
@@ -182,6 +203,7 @@ impl Cluster for FakeCluster {
     }
 
     async fn unlock(&self, environment: &str) -> Result<(), PortError> {
+        self.holding.lock().unwrap().remove(environment);
         self.calls
             .lock()
             .unwrap()
@@ -195,6 +217,7 @@ impl Cluster for FakeCluster {
         kind: Migration,
         version: &Version,
     ) -> Result<Completion, PortError> {
+        self.require_lock(&stage.environment, "a migration");
         self.calls.lock().unwrap().push(Call::Migrate {
             stage: stage.name.clone(),
             kind,
@@ -216,6 +239,7 @@ impl Cluster for FakeCluster {
         version: &Version,
         previous: Option<&Version>,
     ) -> Result<(), PortError> {
+        self.require_lock(&stage.environment, "an apply");
         self.calls.lock().unwrap().push(Call::Apply {
             stage: stage.name.clone(),
             version: version.to_string(),
@@ -245,9 +269,8 @@ impl Cluster for FakeCluster {
             version: version.to_string(),
         });
         if version.to_string().contains("invalid") {
-            return Err(PortError(
-                "the server refused the apply: spec.template.spec.containers[0].image: Invalid value"
-                    .into(),
+            return Err(PortError::new(
+                "the server refused the apply: spec.template.spec.containers[0].image: Invalid value",
             ));
         }
         let live = self.live(stage).await?;
@@ -299,6 +322,7 @@ impl Cluster for FakeCluster {
     }
 
     async fn record(&self, stage: &StagePlan, record: HistoryRecord) -> Result<(), PortError> {
+        self.require_lock(&stage.environment, "a history record");
         self.history
             .lock()
             .unwrap()
@@ -325,6 +349,7 @@ impl Cluster for FakeCluster {
     }
 
     async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError> {
+        self.require_lock(environment, "the watermark");
         self.watermarks
             .lock()
             .unwrap()

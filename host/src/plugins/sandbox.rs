@@ -155,6 +155,7 @@ fn template_vars(ctx: &DeployContext) -> Vec<(&'static str, String)> {
     }
     if let Some(v) = &ctx.app_version {
         vars.push(("app_version", v.clone()));
+        vars.push(("app_ref", crate::context::app_ref(v).to_owned()));
     }
     // A check of one cluster of a stage gets that cluster's workloads: their shared cluster
     // and namespace are its `{{cluster}}` and `{{namespace}}`.

@@ -224,6 +224,11 @@ impl Background {
         }
     }
 
+    /// Its process id (to send it a signal).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("not finished").id()
+    }
+
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         let child = self.child.as_mut().expect("not finished");
@@ -732,6 +737,14 @@ impl Site {
             Value::Array(entries) => entries,
             other => vec![other],
         }
+    }
+
+    /// Who holds `environment`'s Lease: the `WHO` of its `WHO#RUN` holder identity (a run's
+    /// identity is the holder and which run it is); empty when free.
+    pub fn lease_holder_who(&self, environment: &str) -> String {
+        let id = self.lease_holder(environment);
+        id.rsplit_once('#')
+            .map_or(id.clone(), |(who, _)| who.to_owned())
     }
 
     /// The `spec.holderIdentity` of `environment`'s Lease (`tagship-ENV`); empty when free or

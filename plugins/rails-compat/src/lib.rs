@@ -4,7 +4,8 @@
 //! Config:
 //! - `min_version_url` (required): a URL whose body (trimmed) is the minimum registry version the
 //!   app needs, e.g. the raw `GITLAB_CONTAINER_REGISTRY_VERSION` file of the app's repository at
-//!   `{{app_version}}`. All placeholders are substituted (`{{app_version}}` too);
+//!   `{{app_ref}}` (the app's commit, or its version's tag). All placeholders are substituted
+//!   (`{{app_version}}` and `{{app_ref}}` too);
 //! - `registry_url` (optional): base URL of a live registry; enables the live rule;
 //! - `live_rule` (default `report`): `require` makes the live rule decide too, `report` only adds
 //!   its finding to the reasons.
@@ -59,7 +60,7 @@ impl Guest for RailsCompat {
 
 fn render(key: &str, value: &str, ctx: &DeployContext) -> Result<String, String> {
     template::render(value, ctx).map_err(|e| match e {
-        TemplateError::Missing(name) if name == "app_version" => {
+        TemplateError::Missing(name) if name == "app_version" || name == "app_ref" => {
             "app version unknown: pass --app-version".to_owned()
         }
         other => format!("config `{key}`: {other}"),

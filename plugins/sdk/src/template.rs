@@ -1,7 +1,8 @@
 //! `{{placeholder}}` substitution in configuration values (URLs, PromQL queries).
 //!
 //! Known placeholders: `{{stage}}`, `{{environment}}`, `{{version}}`, `{{component}}`,
-//! `{{previous_version}}`, `{{app_version}}`, and `{{cluster}}` and `{{namespace}}` when every
+//! `{{previous_version}}`, `{{app_version}}`, `{{app_ref}}` (the app's git ref: see [`app_ref`]),
+//! and `{{cluster}}` and `{{namespace}}` when every
 //! workload of the context shares one (a check of one cluster of a stage) (spaces inside the braces and `-` for `_` are
 //! accepted). Single braces are left alone, so PromQL label matchers such as
 //! `up{job="registry"}` pass through untouched. Pure: no I/O.
@@ -28,7 +29,7 @@ impl fmt::Display for TemplateError {
                 f,
                 "unknown placeholder `{{{{{name}}}}}` (known: {{{{stage}}}}, {{{{environment}}}}, \
                  {{{{version}}}}, {{{{component}}}}, {{{{previous_version}}}}, {{{{app_version}}}}, \
-                 {{{{cluster}}}}, {{{{namespace}}}})"
+                 {{{{app_ref}}}}, {{{{cluster}}}}, {{{{namespace}}}})"
             ),
             Self::Missing(name) => write!(f, "placeholder `{{{{{name}}}}}` has no value here"),
             Self::Unclosed => f.write_str("`{{` without a closing `}}`"),
@@ -51,12 +52,42 @@ pub fn render(template: &str, ctx: &DeployContext) -> Result<String, TemplateErr
             .app_version
             .clone()
             .ok_or_else(|| TemplateError::Missing(name.to_owned())),
-        "cluster" => shared(ctx, |w| &w.cluster).ok_or_else(|| TemplateError::Missing(name.to_owned())),
+        "app_ref" => ctx
+            .app_version
+            .as_deref()
+            .map(|v| app_ref(v).to_owned())
+            .ok_or_else(|| TemplateError::Missing(name.to_owned())),
+        "cluster" => {
+            shared(ctx, |w| &w.cluster).ok_or_else(|| TemplateError::Missing(name.to_owned()))
+        }
         "namespace" => {
             shared(ctx, |w| &w.namespace).ok_or_else(|| TemplateError::Missing(name.to_owned()))
         }
         _ => Err(TemplateError::Unknown(name.to_owned())),
     })
+}
+
+/// The git ref of the application at `app_version`: a commit SHA is its own ref; a GitLab
+/// auto-deploy version (`17.5.202411201400-abc123def45.1a2b3c4d5e6`) names the app's commit
+/// first; any other version is its tag. The same rule as the host's `context::app_ref` (the SDK
+/// builds without the host crate).
+#[must_use]
+pub fn app_ref(app_version: &str) -> &str {
+    let hex = |s: &str| s.len() >= 7 && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex(app_version) {
+        return app_version;
+    }
+    let auto_deploy = app_version.split_once('-').and_then(|(core, shas)| {
+        let numbers: Vec<&str> = core.split('.').collect();
+        let dated = numbers.len() == 3
+            && numbers
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            && numbers[2].len() == 12;
+        let (app, other) = shas.split_once('.')?;
+        (dated && hex(app) && hex(other)).then_some(app)
+    });
+    auto_deploy.unwrap_or(app_version)
 }
 
 /// The value every workload of `ctx` has for `field`, when there are workloads and they agree.
@@ -190,6 +221,26 @@ mod tests {
             Err(TemplateError::Missing("cluster".into()))
         );
         assert_eq!(render("{{namespace}}", &two), Ok("gitlab".into()));
+    }
+
+    #[test]
+    fn the_app_s_ref_is_its_commit_for_a_sha_or_an_auto_deploy_version_else_its_tag() {
+        let mut with_app = ctx();
+        for (version, reference) in [
+            ("17.5.202411201400-abc123def45.1a2b3c4d5e6", "abc123def45"),
+            (
+                "6ad5ca9a8b51f3d9b1fe1d0a3e1f4e3b4a5c6d7e",
+                "6ad5ca9a8b51f3d9b1fe1d0a3e1f4e3b4a5c6d7e",
+            ),
+            ("v17.5.0", "v17.5.0"),
+        ] {
+            with_app.app_version = Some(version.into());
+            assert_eq!(
+                render("raw/{{app_ref}}/F", &with_app),
+                Ok(format!("raw/{reference}/F")),
+                "{version}"
+            );
+        }
     }
 
     #[test]
