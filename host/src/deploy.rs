@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub until: Option<String>,
     /// Allow deploying below the live version.
     pub allow_downgrade: bool,
+    /// Allow deploying below the post-deployment migration watermark.
+    pub force: bool,
     /// Identifies the run.
     pub deploy_id: String,
     /// The pipeline running it.
@@ -100,7 +102,11 @@ pub fn plan(config: &Config, target: Version, options: &RunOptions) -> Plan {
         stages,
         approved: options.approve.clone(),
         until: options.until.clone(),
-        allow_downgrade: options.allow_downgrade,
+        downgrade: match (options.allow_downgrade, options.force) {
+            (false, _) => crate::lifecycle::Downgrade::Refused,
+            (true, false) => crate::lifecycle::Downgrade::Allowed,
+            (true, true) => crate::lifecycle::Downgrade::BelowWatermark,
+        },
         pre_migrations: config.migrations.pre.is_some(),
         post_migrations: config.migrations.post.is_some(),
         lock_wait: config.lock.wait,
@@ -522,6 +528,7 @@ impl Cluster for KubePorts<'_> {
                         image,
                         previous: previous.clone(),
                         complete,
+                        paused: live.paused,
                     });
                 }
             }

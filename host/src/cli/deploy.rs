@@ -46,6 +46,12 @@ pub struct DeployArgs {
     #[arg(long)]
     pub allow_downgrade: bool,
 
+    /// With `--allow-downgrade`, deploy even below the post-deployment migrations that ran in
+    /// an environment (refused otherwise, exit 6, as `tagship rollback` refuses it): only when
+    /// you know the older version works with the newer schema.
+    #[arg(long, requires = "allow_downgrade")]
+    pub force: bool,
+
     /// Write a JSON report of the run (every step, phase, check result and event with its
     /// time, and the outcome) to this file.
     #[arg(long, value_name = "PATH")]
@@ -86,6 +92,7 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
         approve: args.approve.iter().cloned().collect::<BTreeSet<_>>(),
         until: args.until.clone(),
         allow_downgrade: args.allow_downgrade,
+        force: args.force,
         deploy_id: deploy_id.clone(),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
         app_version: args
@@ -258,6 +265,10 @@ async fn dry_run(plan: &Plan, cluster: &KubePorts<'_>, reporter: &Journal) -> Ou
                 outcome = Outcome::Blocked;
             }
             Action::NotReached { reason } => line(&format!("not reached: {reason}")),
+            Action::RefusePaused { reason } => {
+                line(&format!("refused: {reason}"));
+                outcome = Outcome::Blocked;
+            }
             Action::Unreadable => {
                 let why = p
                     .live

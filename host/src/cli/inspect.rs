@@ -101,6 +101,7 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
         approve: args.approve.iter().cloned().collect(),
         until: args.until.clone(),
         allow_downgrade: args.allow_downgrade,
+        force: false,
         deploy_id: "plan".into(),
         pipeline_url: None,
         app_version: None,
@@ -441,7 +442,9 @@ fn action_json(action: &Action) -> Value {
         }
         Action::AwaitApproval { command } => value["command"] = json!(command),
         Action::RefuseDowngrade { live } => value["live"] = json!(live.to_string()),
-        Action::NotReached { reason } => value["reason"] = json!(reason),
+        Action::NotReached { reason } | Action::RefusePaused { reason } => {
+            value["reason"] = json!(reason);
+        }
         Action::Skip | Action::Unreadable => {}
     }
     value
@@ -465,6 +468,7 @@ fn action_text(action: &Action) -> String {
             format!("refused: {live} is live and newer (needs --allow-downgrade)")
         }
         Action::NotReached { reason } => format!("not reached: {reason}"),
+        Action::RefusePaused { reason } => format!("refused: {reason}"),
         Action::Unreadable => "stop: the stage cannot be read".into(),
     }
 }

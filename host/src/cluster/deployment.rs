@@ -47,6 +47,8 @@ pub struct LiveDeployment {
     pub observed_generation: i64,
     /// `spec.replicas`: how many replicas are wanted (1 when unset).
     pub replicas: i32,
+    /// `spec.paused` (`kubectl rollout pause`): the controller does not roll out changes.
+    pub paused: bool,
     /// `status.updatedReplicas`: replicas running the current pod template.
     pub updated: i32,
     /// `status.readyReplicas`.
@@ -168,6 +170,7 @@ impl LiveDeployment {
             generation: meta.generation.unwrap_or(0),
             observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
             replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+            paused: spec.is_some_and(|s| s.paused),
             updated: status.and_then(|s| s.updated_replicas).unwrap_or(0),
             ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
             available: status.and_then(|s| s.available_replicas).unwrap_or(0),
@@ -615,8 +618,21 @@ impl super::watch::Follower<PodView> for PodFollower<'_> {
 fn same_state(a: &LiveDeployment, b: &LiveDeployment) -> bool {
     (&a.name, &a.namespace, a.generation, a.observed_generation)
         == (&b.name, &b.namespace, b.generation, b.observed_generation)
-        && (a.replicas, a.updated, a.ready, a.available, a.total)
-            == (b.replicas, b.updated, b.ready, b.available, b.total)
+        && (
+            a.replicas,
+            a.updated,
+            a.ready,
+            a.available,
+            a.total,
+            a.paused,
+        ) == (
+            b.replicas,
+            b.updated,
+            b.ready,
+            b.available,
+            b.total,
+            b.paused,
+        )
         && (&a.images, &a.init_images, &a.annotations)
             == (&b.images, &b.init_images, &b.annotations)
         && a.progress_deadline_exceeded == b.progress_deadline_exceeded
@@ -669,6 +685,8 @@ struct ViewCondition {
 #[derive(Debug, Clone, Default, Deserialize)]
 struct ViewSpec {
     replicas: Option<i32>,
+    #[serde(default)]
+    paused: bool,
     #[serde(default)]
     template: ViewTemplate,
 }
@@ -793,6 +811,7 @@ impl From<&Deployment> for ApplyView {
     fn from(d: &Deployment) -> Self {
         let spec = d.spec.as_ref().map(|spec| ViewSpec {
             replicas: spec.replicas,
+            paused: spec.paused.unwrap_or(false),
             template: ViewTemplate {
                 spec: spec.template.spec.as_ref().map(|pod| {
                     let view = |c: &k8s_openapi::api::core::v1::Container| ViewContainer {
@@ -1137,6 +1156,7 @@ mod tests {
                 generation: 4,
                 observed_generation: 4,
                 replicas: 3,
+                paused: false,
                 updated: 3,
                 ready: 4,
                 available: 4,

@@ -17,6 +17,15 @@ pub enum StageAction {
     },
     /// A manual stage without `--approve`.
     AwaitApproval,
+    /// A workload is paused (`kubectl rollout pause`): a change would never roll out.
+    RefusePaused {
+        /// The paused workload, as `cluster` and `deployment/container`.
+        cluster: String,
+        /// Its namespace.
+        namespace: String,
+        /// `deployment/container`.
+        workload: String,
+    },
     /// Deploy; `previous` is what a rollback would return to.
     Deploy {
         /// The version to roll back to.
@@ -34,7 +43,7 @@ pub fn stage_action(plan: &Plan, stage: &StagePlan, live: &StageLive) -> StageAc
     if !live.workloads.is_empty() && live.workloads.iter().all(|w| at_target(w) && w.complete) {
         return StageAction::Skip;
     }
-    if !plan.allow_downgrade
+    if plan.downgrade == super::plan::Downgrade::Refused
         && let Some(newest) = live
             .workloads
             .iter()
@@ -46,6 +55,13 @@ pub fn stage_action(plan: &Plan, stage: &StagePlan, live: &StageLive) -> StageAc
             live: newest.clone(),
         };
     }
+    if let Some(paused) = live.workloads.iter().find(|w| w.paused) {
+        return StageAction::RefusePaused {
+            cluster: paused.cluster.clone(),
+            namespace: paused.namespace.clone(),
+            workload: paused.name.clone(),
+        };
+    }
     if stage.gate == Gate::Manual && !plan.approved.contains(&stage.name) {
         return StageAction::AwaitApproval;
     }
@@ -54,6 +70,18 @@ pub fn stage_action(plan: &Plan, stage: &StagePlan, live: &StageLive) -> StageAc
         previous: previous_version(live, target),
         resume,
     }
+}
+
+/// Why a stage with a paused workload is refused, and how to go on.
+#[must_use]
+pub fn paused_reason(cluster: &str, namespace: &str, workload: &str) -> String {
+    let deployment = workload.split('/').next().unwrap_or(workload);
+    format!(
+        "deployment `{deployment}` in namespace `{namespace}` of cluster `{cluster}` is paused \
+         (`kubectl rollout pause`), so a change would not roll out; nothing was changed: resume \
+         it with `kubectl --context {cluster} -n {namespace} rollout resume deployment/{deployment}` \
+         (after asking who paused it, and why), then run again"
+    )
 }
 
 /// The version to roll back to: the oldest non-target version live, or, when the target is
@@ -142,6 +170,7 @@ mod tests {
                     version: Some(v(version)),
                     previous: None,
                     complete: *complete,
+                    paused: false,
                 })
                 .collect(),
         }
@@ -155,7 +184,7 @@ mod tests {
         let mut approved = p.clone();
         approved.approved.insert("gprd".into());
         let mut downgrade_ok = p.clone();
-        downgrade_ok.allow_downgrade = true;
+        downgrade_ok.downgrade = crate::lifecycle::plan::Downgrade::Allowed;
         let cases: Vec<(&str, &Plan, &StagePlan, StageLive, StageAction)> = vec![
             (
                 "at target and complete: skip",

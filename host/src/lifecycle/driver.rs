@@ -250,6 +250,14 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
                     self.plan.target
                 ),
             }),
+            StageAction::RefusePaused {
+                cluster,
+                namespace,
+                workload,
+            } => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: decide::paused_reason(&cluster, &namespace, &workload),
+            }),
             StageAction::AwaitApproval => {
                 self.reporter.step(
                     Some(&stage.name),
@@ -390,6 +398,17 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
                     self.plan.target
                 ),
             }),
+            StageAction::RefusePaused {
+                cluster,
+                namespace,
+                workload,
+            } => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "while this run waited for the lock, {}",
+                    decide::paused_reason(&cluster, &namespace, &workload)
+                ),
+            }),
             // Checked before the lock was taken; only the gate could say this.
             StageAction::AwaitApproval => Err(DeployOutcome::AwaitingApproval {
                 stage: stage.name.clone(),
@@ -401,6 +420,7 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
         let Some((previous, resume, live)) = self.after_lock(stage).await? else {
             return Ok(false);
         };
+        self.watermark_allows(stage).await?;
         let ctx = self.context(Some(stage), previous.as_ref(), &live);
         let from = previous
             .as_ref()
@@ -426,10 +446,18 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
         self.reporter.phase(&stage.name, Phase::Rollout);
         self.reporter
             .step(Some(&stage.name), &format!("applying {}", self.plan.target));
-        self.cluster
+        // An apply that failed part-way (one cluster or Deployment refused) may have left the
+        // stage on two versions: it is rolled back like a failed rollout (an apply of the
+        // previous version changes only what the failed apply changed).
+        if let Err(e) = self
+            .cluster
             .apply(stage, &self.plan.target, previous.as_ref())
             .await
-            .map_err(|e| Self::infra(stage, &e))?;
+        {
+            return Err(self
+                .roll_back(stage, &ctx, previous.as_ref(), format!("apply failed: {e}"))
+                .await);
+        }
         match self.cluster.wait_rollout(stage).await {
             Ok(Completion::Succeeded) => self.reporter.step(Some(&stage.name), "rollout complete"),
             Ok(Completion::Failed(why)) => {
@@ -540,6 +568,41 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
         Ok(())
     }
 
+    /// The post-deployment migration watermark rule, for a deploy as for a rollback: nothing
+    /// moves a stage below the migrations that ran in its environment without `--force`.
+    async fn watermark_allows(&self, stage: &StagePlan) -> Result<(), DeployOutcome> {
+        let mark = self
+            .cluster
+            .watermark(&stage.environment)
+            .await
+            .map_err(|e| DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "cannot read the post-deployment migration watermark; nothing was changed: {e}"
+                ),
+            })?;
+        let Some(mark) = mark.filter(|m| self.plan.target < *m) else {
+            return Ok(());
+        };
+        if self.plan.downgrade == super::plan::Downgrade::BelowWatermark {
+            self.reporter.step(
+                Some(&stage.name),
+                &format!(
+                    "--force: deploying {} below the post-deployment migrations of {mark}",
+                    self.plan.target
+                ),
+            );
+            return Ok(());
+        }
+        Err(DeployOutcome::RollbackFailed {
+            stage: stage.name.clone(),
+            reason: format!(
+                "refused: post-deployment migrations of {mark} have run in environment `{}`, and {} is older; deploying it is as unsafe as rolling back to it (forward-fix instead, or `--allow-downgrade --force` if you know the schema allows it); nothing was changed",
+                stage.environment, self.plan.target
+            ),
+        })
+    }
+
     /// The context of `stage` after its rollout, so the bake's checks see the workloads as they
     /// are now; `before` (the context from before the change) when the stage cannot be read.
     async fn rolled_out(&self, stage: &StagePlan, before: &DeployContext) -> DeployContext {
@@ -648,6 +711,8 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
                 self.notify
                     .send(Some(stage), EventKind::RollbackFailed, ctx, &why)
                     .await;
+                self.record(stage, "failed", &self.plan.target, to, Some(&why))
+                    .await;
                 return DeployOutcome::RollbackFailed {
                     stage: stage.name.clone(),
                     reason: why,
@@ -712,9 +777,11 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
                     rolled_back_to: Some(to.clone()),
                 }
             }
-            Ok(Completion::Failed(why)) => self.rollback_failed(stage, ctx, &reason, &why).await,
+            Ok(Completion::Failed(why)) => {
+                self.rollback_failed(stage, ctx, to, &reason, &why).await
+            }
             Err(e) => {
-                self.rollback_failed(stage, ctx, &reason, &e.to_string())
+                self.rollback_failed(stage, ctx, to, &reason, &e.to_string())
                     .await
             }
         }
@@ -724,12 +791,16 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
         &self,
         stage: &StagePlan,
         ctx: &DeployContext,
+        to: &Version,
         reason: &str,
         why: &str,
     ) -> DeployOutcome {
-        let why = format!("{reason}; the rollback failed too: {why}");
+        let why = format!("{reason}; the rollback to {to} failed too: {why}");
+        self.reporter.step(Some(&stage.name), &why);
         self.notify
             .send(Some(stage), EventKind::RollbackFailed, ctx, &why)
+            .await;
+        self.record(stage, "failed", &self.plan.target, Some(to), Some(&why))
             .await;
         DeployOutcome::RollbackFailed {
             stage: stage.name.clone(),
@@ -1126,6 +1197,75 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_apply_that_fails_part_way_is_rolled_back_recorded_and_told() {
+        let cluster = cluster_at("v1.0.0");
+        cluster.apply_fails.lock().unwrap().insert("v2.0.0".into());
+        let mut stages = three_stages();
+        stages.remove(0);
+        stages[0].first_of_environment = true;
+        let (outcome, notify, _) = run(&plan("v2.0.0", stages), &cluster).await;
+        match &outcome {
+            DeployOutcome::Failed {
+                stage,
+                reason,
+                rolled_back_to,
+            } => {
+                assert_eq!(stage, "gstg");
+                assert!(
+                    reason.contains("apply failed") && reason.contains("422"),
+                    "{reason}"
+                );
+                assert_eq!(
+                    rolled_back_to.as_ref().map(ToString::to_string).as_deref(),
+                    Some("v1.0.0")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            cluster.versions("gstg"),
+            ["v1.0.0", "v1.0.0"],
+            "not two versions"
+        );
+        let kinds = notify.kinds();
+        for kind in [
+            EventKind::StageFailed,
+            EventKind::RollbackStarted,
+            EventKind::RollbackSucceeded,
+        ] {
+            assert!(kinds.contains(&kind), "{kind:?}: {kinds:?}");
+        }
+        let history = cluster.history.lock().unwrap();
+        assert!(
+            history
+                .iter()
+                .any(|(s, r)| s == "gstg" && r.action == "rolled-back" && r.version == "v1.0.0"),
+            "{history:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rollback_that_fails_is_recorded() {
+        let cluster = cluster_at("v1.0.0");
+        cluster.apply_fails.lock().unwrap().insert("v1.0.0".into());
+        let (outcome, notify, _) = run(&plan("v2.0.0-crashloop", three_stages()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::RollbackFailed { reason, .. }
+                if reason.contains("the rollback to v1.0.0 failed too")),
+            "{outcome:?}"
+        );
+        assert!(notify.kinds().contains(&EventKind::RollbackFailed));
+        let history = cluster.history.lock().unwrap();
+        assert!(
+            history.iter().any(|(_, r)| r.action == "failed"
+                && r.reason
+                    .as_deref()
+                    .is_some_and(|w| w.contains("failed too"))),
+            "{history:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_failing_bake_is_rolled_back() {
         let cluster = cluster_at("v2.0.0");
         let mut stages = three_stages();
@@ -1475,6 +1615,55 @@ mod tests {
             matches!(&outcome, DeployOutcome::Failed { reason, .. } if reason.contains("taken over by `intruder`")),
             "{outcome:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_deployment_is_refused_before_any_change_naming_how_to_resume_it() {
+        let cluster = cluster_at("v1.0.0");
+        cluster.paused.lock().unwrap().insert("gstg-cny".into());
+        let (outcome, _, _) = run(&plan("v2.0.0", three_stages()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Blocked { stage, reason }
+                if stage == "gstg-cny" && reason.contains("is paused")
+                    && reason.contains("kubectl --context cluster-0 -n gstg-cny rollout resume deployment/gitlab-registry")),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.outcome(), Outcome::Blocked);
+        assert!(
+            cluster.calls.lock().unwrap().is_empty(),
+            "not even the lock"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_downgrade_below_the_watermark_is_refused_as_a_rollback_is_unless_forced() {
+        let cluster = cluster_at("v3.0.0");
+        for env in ["gstg", "gprd"] {
+            cluster
+                .watermarks
+                .lock()
+                .unwrap()
+                .insert(env.into(), "v3.0.0".parse().unwrap());
+        }
+        let mut p = plan("v2.0.0", three_stages());
+        p.downgrade = crate::lifecycle::plan::Downgrade::Allowed;
+        let (outcome, _, _) = run(&p, &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::RollbackFailed { reason, .. }
+                if reason.contains("post-deployment migrations of v3.0.0") && reason.contains("--force")),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.outcome(), Outcome::RollbackFailed);
+        assert!(cluster.applies().is_empty());
+
+        p.downgrade = crate::lifecycle::plan::Downgrade::BelowWatermark;
+        let (outcome, _, lines) = run(&p, &cluster).await;
+        assert!(
+            matches!(outcome, DeployOutcome::AwaitingApproval { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(cluster.versions("gstg-cny"), ["v2.0.0"]);
+        assert!(lines.contains("--force: deploying v2.0.0 below"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -45,6 +45,20 @@ pub struct BakePlan {
     pub unknown: UnknownPolicy,
 }
 
+/// Whether a run may deploy a version older than the one live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Downgrade {
+    /// Refused (the default): newer never loses to older.
+    #[default]
+    Refused,
+    /// Allowed (`--allow-downgrade`), but not below the environment's post-deployment
+    /// migration watermark.
+    Allowed,
+    /// Allowed below the watermark too (`--allow-downgrade --force`), as `tagship rollback
+    /// --force` allows it.
+    BelowWatermark,
+}
+
 /// One stage, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagePlan {
@@ -79,8 +93,8 @@ pub struct Plan {
     pub approved: BTreeSet<String>,
     /// Stop after this stage (`--until`).
     pub until: Option<String>,
-    /// Deploying below the live version is allowed (`--allow-downgrade`).
-    pub allow_downgrade: bool,
+    /// Whether deploying below the live version is allowed.
+    pub downgrade: Downgrade,
     /// Pre-deployment migrations are configured.
     pub pre_migrations: bool,
     /// Post-deployment migrations are configured.

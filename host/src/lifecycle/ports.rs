@@ -58,6 +58,8 @@ pub struct WorkloadLive {
     pub previous: Option<Version>,
     /// The rollout is complete by kubectl's rule.
     pub complete: bool,
+    /// Its Deployment is paused (`kubectl rollout pause`): a change would not roll out.
+    pub paused: bool,
 }
 
 /// A stage as it is live now.

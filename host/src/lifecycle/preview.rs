@@ -31,6 +31,11 @@ pub enum Action {
         /// The newest version live.
         live: Version,
     },
+    /// A workload is paused; the run would be refused here.
+    RefusePaused {
+        /// Which, and how to resume it.
+        reason: String,
+    },
     /// The run stops before this stage.
     NotReached {
         /// Why.
@@ -50,6 +55,7 @@ impl Action {
             Action::Deploy { .. } => "deploy",
             Action::AwaitApproval { .. } => "await-approval",
             Action::RefuseDowngrade { .. } => "refuse-downgrade",
+            Action::RefusePaused { .. } => "refuse-paused",
             Action::NotReached { .. } => "not-reached",
             Action::Unreadable => "unreadable",
         }
@@ -111,6 +117,16 @@ pub fn previews(plan: &Plan, lives: Vec<Result<StageLive, PortError>>) -> Vec<St
                         StageAction::RefuseDowngrade { live } => {
                             stopped = Some(format!("the run is refused at `{}`", stage.name));
                             Action::RefuseDowngrade { live }
+                        }
+                        StageAction::RefusePaused {
+                            cluster,
+                            namespace,
+                            workload,
+                        } => {
+                            stopped = Some(format!("the run is refused at `{}`", stage.name));
+                            Action::RefusePaused {
+                                reason: decide::paused_reason(&cluster, &namespace, &workload),
+                            }
                         }
                     },
                 }

@@ -48,7 +48,7 @@ pub(crate) fn plan(target: &str, stages: Vec<StagePlan>) -> Plan {
         stages,
         approved: BTreeSet::new(),
         until: None,
-        allow_downgrade: false,
+        downgrade: super::plan::Downgrade::Refused,
         pre_migrations: false,
         post_migrations: false,
         lock_wait: Duration::from_mins(1),
@@ -92,6 +92,11 @@ pub(crate) struct FakeCluster {
     pub lock_error: Mutex<Option<PortError>>,
     /// How many lock requests were made.
     pub lock_requests: Mutex<usize>,
+    /// Versions whose apply fails part-way: the stage's first workload takes it, then the
+    /// API server refuses the next.
+    pub apply_fails: Mutex<BTreeSet<String>>,
+    /// Stages whose Deployments are paused.
+    pub paused: Mutex<BTreeSet<String>>,
     /// After this many successful lock calls, someone takes the lock over.
     pub lose_lock_after: Mutex<Option<usize>>,
     pub watermarks: Mutex<BTreeMap<String, Version>>,
@@ -164,6 +169,7 @@ impl Cluster for FakeCluster {
                     version: Some(v.clone()),
                     previous: previous.clone(),
                     complete: !incomplete && !v.to_string().contains("crashloop"),
+                    paused: self.paused.lock().unwrap().contains(&stage.name),
                 })
                 .collect(),
         })
@@ -245,6 +251,14 @@ impl Cluster for FakeCluster {
             version: version.to_string(),
         });
         let mut live = self.live.lock().unwrap();
+        if self.apply_fails.lock().unwrap().contains(version.as_str()) {
+            if let Some(first) = live.get_mut(&stage.name).and_then(|v| v.first_mut()) {
+                *first = version.clone();
+            }
+            return Err(PortError::new(
+                "cannot apply images to deployment `gitlab-registry` in namespace `gprd` of cluster `cluster-1`: the API server answered 422",
+            ));
+        }
         for v in live.get_mut(&stage.name).expect("stage exists") {
             *v = version.clone();
         }
