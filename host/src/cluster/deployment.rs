@@ -67,6 +67,19 @@ pub struct LiveDeployment {
     pub resource_version: String,
     /// The message of a `Progressing` condition with reason `ProgressDeadlineExceeded`, if any.
     pub progress_deadline_exceeded: Option<String>,
+    /// Who last set the image of each container and init container, by name, from
+    /// `managedFields` (only from reads that decode them: [`KubeCluster::deployments_owned`]).
+    pub image_owners: BTreeMap<String, ImageOwner>,
+}
+
+/// The field manager that owns a container's image (the one that set it last), and when it
+/// wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageOwner {
+    /// The field manager, e.g. `tagship`, `helm`, `kubectl-client-side-apply`.
+    pub manager: String,
+    /// When that manager last wrote the object (RFC 3339), if the server said.
+    pub time: Option<String>,
 }
 
 /// Where a rollout stands, by `kubectl rollout status`'s rule.
@@ -180,6 +193,7 @@ impl LiveDeployment {
             annotations: meta.annotations.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             progress_deadline_exceeded,
+            image_owners: deployment.metadata.image_owners.clone(),
         }
     }
 
@@ -274,6 +288,21 @@ impl KubeCluster {
     ) -> Result<BTreeMap<String, LiveDeployment>, ClusterError> {
         Ok(self
             .read_each::<DeploymentView>(ns, names)
+            .await?
+            .iter()
+            .map(|(name, d)| (name.clone(), LiveDeployment::from_view(d)))
+            .collect())
+    }
+
+    /// [`Self::deployments`] with who owns each container's image (`image_owners`, from
+    /// `managedFields`, which cost more to decode): for telling drift.
+    pub async fn deployments_owned(
+        &self,
+        ns: &str,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, LiveDeployment>, ClusterError> {
+        Ok(self
+            .read_each::<ApplyView>(ns, names)
             .await?
             .iter()
             .map(|(name, d)| (name.clone(), LiveDeployment::from_view(d)))
@@ -660,6 +689,8 @@ struct ViewMeta {
     meta: ObjectMeta,
     /// What [`FIELD_MANAGER`] applied, from `managedFields` (read only with `OWNED`).
     owned: Owned,
+    /// Who last set each container's image (read only with `OWNED`).
+    image_owners: BTreeMap<String, ImageOwner>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -740,13 +771,20 @@ fn view_meta<'de, const OWNED: bool, D: serde::Deserializer<'de>>(
     }
     Ok(if OWNED {
         let (meta, managed) = Meta::<Vec<ManagedEntry>>::deserialize(d)?.object_meta();
-        let owned = owned_by(managed.unwrap_or_default(), FIELD_MANAGER);
-        ViewMeta { meta, owned }
+        let managed = managed.unwrap_or_default();
+        let image_owners = image_owners(&managed);
+        let owned = owned_by(managed, FIELD_MANAGER);
+        ViewMeta {
+            meta,
+            owned,
+            image_owners,
+        }
     } else {
         let (meta, _) = Meta::<IgnoredAny>::deserialize(d)?.object_meta();
         ViewMeta {
             meta,
             owned: Owned::default(),
+            image_owners: BTreeMap::new(),
         }
     })
 }
@@ -756,6 +794,8 @@ fn view_meta<'de, const OWNED: bool, D: serde::Deserializer<'de>>(
 struct ManagedEntry {
     manager: Option<String>,
     operation: Option<String>,
+    /// When the manager last wrote (RFC 3339).
+    time: Option<String>,
     #[serde(rename = "fieldsV1")]
     fields: Option<ManagedFields>,
 }
@@ -843,7 +883,7 @@ impl From<&Deployment> for ApplyView {
                 .collect(),
         });
         // The same reading of `fieldsV1` as the view's own decoding, from the decoded JSON.
-        let managed = d
+        let managed: Vec<ManagedEntry> = d
             .metadata
             .managed_fields
             .iter()
@@ -851,6 +891,7 @@ impl From<&Deployment> for ApplyView {
             .map(|e| ManagedEntry {
                 manager: e.manager.clone(),
                 operation: e.operation.clone(),
+                time: e.time.as_ref().map(|t| t.0.to_string()),
                 fields: e
                     .fields_v1
                     .as_ref()
@@ -867,6 +908,7 @@ impl From<&Deployment> for ApplyView {
                     annotations: d.metadata.annotations.clone(),
                     ..ObjectMeta::default()
                 },
+                image_owners: image_owners(&managed),
                 owned: owned_by(managed, FIELD_MANAGER),
             },
             spec,
@@ -979,6 +1021,45 @@ struct Owned {
     annotations: BTreeSet<String>,
 }
 
+/// Who owns each container's image, by `managedFields`: the entry (of any manager, applied or
+/// updated) whose fields hold the container's `f:image`; when several do (shared ownership by
+/// applies of the same value), the one that wrote last.
+fn image_owners(entries: &[ManagedEntry]) -> BTreeMap<String, ImageOwner> {
+    let mut owners: BTreeMap<String, ImageOwner> = BTreeMap::new();
+    for entry in entries {
+        let Some(fields) = &entry.fields else {
+            continue;
+        };
+        let pod = &fields.spec.template.spec;
+        for (key, container) in pod.containers.iter().chain(&pod.init_containers) {
+            let Some(name) = container_name(key) else {
+                continue;
+            };
+            if container.image.is_none() {
+                continue;
+            }
+            let owner = ImageOwner {
+                manager: entry.manager.clone().unwrap_or_default(),
+                time: entry.time.clone(),
+            };
+            let later = owners
+                .get(&name)
+                .is_none_or(|seen| seen.time.as_deref() < owner.time.as_deref());
+            if later {
+                owners.insert(name, owner);
+            }
+        }
+    }
+    owners
+}
+
+/// The container name of a `managedFields` list key, `k:{"name":"registry"}`.
+fn container_name(key: &str) -> Option<String> {
+    key.strip_prefix("k:")
+        .and_then(|k| serde_json::from_str::<Value>(k).ok())
+        .and_then(|k| k["name"].as_str().map(str::to_owned))
+}
+
 /// What `manager` applied (operation `Apply`), by `managedFields`.
 fn owned_by(entries: Vec<ManagedEntry>, manager: &str) -> Owned {
     let mut owned = Owned::default();
@@ -999,11 +1080,7 @@ fn owned_by(entries: Vec<ManagedEntry>, manager: &str) -> Owned {
             (pod.init_containers, &mut owned.init_containers),
         ] {
             for (key, container) in list {
-                let name = key
-                    .strip_prefix("k:")
-                    .and_then(|k| serde_json::from_str::<Value>(k).ok())
-                    .and_then(|k| k["name"].as_str().map(str::to_owned));
-                if let Some(name) = name
+                if let Some(name) = container_name(&key)
                     && container.image.is_some()
                 {
                     owned.insert(name);
