@@ -12,7 +12,7 @@ mod site;
 use serde_json::Value;
 
 use http_server::{Reply, TestServer};
-use site::{IMAGE, Site, StageSpec, command, deploy, image_of};
+use site::{IMAGE, Site, StageSpec, command, deploy, image_of, set_component_tag};
 
 /// The app version → the minimum registry version it needs, as the app's repository declares.
 fn minimum_for(path: &str) -> Reply {
@@ -159,19 +159,8 @@ fn a_cluster_whose_version_cannot_be_read_leaves_the_stage_undecided() {
             StageSpec::auto("gstg-cny", "gstg").in_clusters(&["local-1", "local-2"]),
         ])
         .deployment_in(|context, d| {
-            if context != "local-2" {
-                return;
-            }
-            let spec = &mut d["spec"]["template"]["spec"];
-            for list in ["initContainers", "containers"] {
-                for container in spec[list].as_array_mut().into_iter().flatten() {
-                    if container["image"]
-                        .as_str()
-                        .is_some_and(|i| i.starts_with(&format!("{IMAGE}:")))
-                    {
-                        container["image"] = Value::String(format!("{IMAGE}:latest"));
-                    }
-                }
+            if context == "local-2" {
+                set_component_tag(d, "latest");
             }
         })
         .create();

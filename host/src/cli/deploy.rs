@@ -42,7 +42,8 @@ pub struct DeployArgs {
     #[arg(long, env = "TAGSHIP_APP_VERSION", value_name = "VERSION")]
     pub app_version: Option<String>,
 
-    /// Allow deploying a version older than the one live (`tagship rollback` is the usual way).
+    /// Allow deploying a version older than the one live (`tagship rollback` is the usual way),
+    /// or over a workload whose version cannot be read from its image tag.
     #[arg(long)]
     pub allow_downgrade: bool,
 
@@ -249,6 +250,13 @@ async fn dry_run(plan: &Plan, cluster: &KubePorts<'_>, reporter: &Journal) -> Ou
             Action::RefuseDowngrade { live } => {
                 line(&format!(
                     "refused: {live} is live, newer than {} (needs --allow-downgrade)",
+                    plan.target
+                ));
+                outcome = Outcome::Blocked;
+            }
+            Action::RefuseUnknown { unreadable } => {
+                line(&format!(
+                    "refused: {unreadable}, so it may run something newer than {} (needs --allow-downgrade)",
                     plan.target
                 ));
                 outcome = Outcome::Blocked;

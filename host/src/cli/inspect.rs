@@ -441,6 +441,7 @@ fn action_json(action: &Action) -> Value {
         }
         Action::AwaitApproval { command } => value["command"] = json!(command),
         Action::RefuseDowngrade { live } => value["live"] = json!(live.to_string()),
+        Action::RefuseUnknown { unreadable } => value["reason"] = json!(unreadable),
         Action::NotReached { reason } => value["reason"] = json!(reason),
         Action::Skip | Action::Unreadable => {}
     }
@@ -463,6 +464,11 @@ fn action_text(action: &Action) -> String {
         Action::AwaitApproval { command } => format!("stop, awaiting approval: {command}"),
         Action::RefuseDowngrade { live } => {
             format!("refused: {live} is live and newer (needs --allow-downgrade)")
+        }
+        Action::RefuseUnknown { unreadable } => {
+            format!(
+                "refused: {unreadable}, so it may run something newer (needs --allow-downgrade)"
+            )
         }
         Action::NotReached { reason } => format!("not reached: {reason}"),
         Action::Unreadable => "stop: the stage cannot be read".into(),

@@ -244,6 +244,13 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                     self.plan.target
                 ),
             }),
+            StageAction::RefuseUnknown { unreadable } => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "{unreadable}, so it may run something newer than {}; deploying over it needs --allow-downgrade",
+                    self.plan.target
+                ),
+            }),
             StageAction::AwaitApproval => {
                 self.reporter.step(
                     Some(&stage.name),
@@ -380,6 +387,13 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                 stage: stage.name.clone(),
                 reason: format!(
                     "{newer} went live while this run waited for the lock, and it is newer than {}; nothing was changed (deploying an older version needs --allow-downgrade)",
+                    self.plan.target
+                ),
+            }),
+            StageAction::RefuseUnknown { unreadable } => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "{unreadable} (changed while this run waited for the lock), so it may run something newer than {}; nothing was changed (deploying over it needs --allow-downgrade)",
                     self.plan.target
                 ),
             }),

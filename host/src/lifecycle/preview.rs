@@ -31,6 +31,11 @@ pub enum Action {
         /// The newest version live.
         live: Version,
     },
+    /// A workload's version cannot be read; the run would be refused here.
+    RefuseUnknown {
+        /// Which workload, in which cluster, runs which image.
+        unreadable: String,
+    },
     /// The run stops before this stage.
     NotReached {
         /// Why.
@@ -50,6 +55,7 @@ impl Action {
             Action::Deploy { .. } => "deploy",
             Action::AwaitApproval { .. } => "await-approval",
             Action::RefuseDowngrade { .. } => "refuse-downgrade",
+            Action::RefuseUnknown { .. } => "refuse-unknown-version",
             Action::NotReached { .. } => "not-reached",
             Action::Unreadable => "unreadable",
         }
@@ -111,6 +117,10 @@ pub fn previews(plan: &Plan, lives: Vec<Result<StageLive, PortError>>) -> Vec<St
                         StageAction::RefuseDowngrade { live } => {
                             stopped = Some(format!("the run is refused at `{}`", stage.name));
                             Action::RefuseDowngrade { live }
+                        }
+                        StageAction::RefuseUnknown { unreadable } => {
+                            stopped = Some(format!("the run is refused at `{}`", stage.name));
+                            Action::RefuseUnknown { unreadable }
                         }
                     },
                 }
