@@ -189,6 +189,19 @@ impl CommandError {
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
         Self::new(Outcome::Usage, error)
     }
+
+    /// A usage error (exit 2) whose fix is known: `hint` is printed as its `hint:` line.
+    pub fn usage_with_hint(message: String, hint: String) -> Self {
+        Self::usage(Hinted { message, hint })
+    }
+}
+
+/// An error that says how to fix it; [`report_error`] prints the fix as a `hint:` line.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Hinted {
+    message: String,
+    hint: String,
 }
 
 fn report_error(error: &anyhow::Error) {
@@ -205,6 +218,9 @@ fn report_error(error: &anyhow::Error) {
 fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     use crate::gitlab::TriggerError;
     use crate::plugins::PluginError;
+    if let Some(e) = cause.downcast_ref::<Hinted>() {
+        return Some(e.hint.clone());
+    }
     if let Some(e) = cause.downcast_ref::<TriggerError>() {
         return match e {
             TriggerError::Unauthorized { .. } => Some("create a pipeline trigger token in the deploy project (Settings > CI/CD > Pipeline trigger tokens) and store it in a masked variable".into()),

@@ -697,7 +697,12 @@ impl Cluster for KubePorts<'_> {
         record: HistoryRecord,
     ) -> Result<bool, PortError> {
         let newest = self.history(&plan.name).await?.pop();
-        if newest.is_some_and(|entry| entry["version"].as_str() == Some(record.version.as_str())) {
+        // By semver precedence, as every version compares (`3.1.0` is `v3.1.0`).
+        let same = |recorded: &str| match (recorded.parse::<Version>(), record.version.parse()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => recorded == record.version,
+        };
+        if newest.is_some_and(|entry| entry["version"].as_str().is_some_and(same)) {
             return Ok(false);
         }
         self.record(plan, record).await?;

@@ -80,7 +80,10 @@ pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
         common::require_stage(&config, stage)?;
     }
     let app_version = args.app_version.trim().to_owned();
-    common::parse_version(&app_version, "--app-version")?;
+    common::parse_version(
+        &app_version,
+        common::source_of("--app-version", "TAGSHIP_APP_VERSION"),
+    )?;
     let options = RunOptions {
         deploy_id: format!("{}-check-compat-{app_version}", config.component.name),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),

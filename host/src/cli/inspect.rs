@@ -91,8 +91,10 @@ pub struct HistoryArgs {
 
 /// Runs `plan`.
 pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
-    let target = common::version(args.version.as_deref())?;
+    let given = common::version(args.version.as_deref())?;
     let config = common::load(&args.common.config)?;
+    common::check_tag(Some(&config.component.tag), &given)?;
+    let target = given.version;
     common::check_credentials(&config)?;
     for stage in args.approve.iter().chain(&args.until) {
         common::require_stage(&config, stage)?;

@@ -42,7 +42,7 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     let to = args
         .to
         .as_deref()
-        .map(|v| common::parse_version(v, "--to"))
+        .map(|v| common::deployable_version(v, "--to", &config))
         .transpose()?;
     let deploy_id = format!(
         "{}-rollback-{}-{}",
