@@ -198,3 +198,88 @@ pub fn require_stage(config: &Config, stage: &str) -> Result<(), CommandError> {
         known.join(", ")
     )))
 }
+
+/// Refuses `--approve STAGE` for a stage without a manual gate: approving it would do nothing,
+/// and the person most likely meant another stage. Names the gated stages, or says there are
+/// none.
+pub fn require_gated(config: &Config, stage: &str) -> Result<(), CommandError> {
+    approvable(config, stage)
+        .map_err(|(message, hint)| CommandError::usage_with_hint(message, hint))
+}
+
+/// The message and hint of [`require_gated`], or `Ok` for a stage behind a manual gate.
+fn approvable(config: &Config, stage: &str) -> Result<(), (String, String)> {
+    if config
+        .stage(stage)
+        .is_none_or(|s| s.gate == crate::config::Gate::Manual)
+    {
+        return Ok(());
+    }
+    let gated: Vec<&str> = config
+        .stages
+        .iter()
+        .filter(|s| s.gate == crate::config::Gate::Manual)
+        .map(|s| s.name.as_str())
+        .collect();
+    let message = format!(
+        "--approve {stage}: stage `{stage}` has no manual gate in {}, so there is nothing to approve",
+        config.path.display()
+    );
+    let hint = if gated.is_empty() {
+        "no stage has a manual gate (`gate = \"manual\"`); leave out --approve".to_owned()
+    } else {
+        format!(
+            "--approve names a stage with `gate = \"manual\"`: {}",
+            crate::config::quoted_list(gated.iter().copied())
+        )
+    };
+    Err((message, hint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(gates: &[(&str, &str)]) -> Config {
+        let mut text = String::from(
+            "[component]\nname = \"registry\"\nimage = \"registry.example.com/registry\"\n",
+        );
+        for (name, gate) in gates {
+            let _ = write!(
+                text,
+                "[[stage]]\nname = \"{name}\"\nenvironment = \"{name}\"\nnamespace = \"gitlab\"\nworkloads = [{{ deployment = \"gitlab-registry\" }}]\ngate = \"{gate}\"\n"
+            );
+        }
+        crate::config::parse(&text, Path::new("tagship.toml")).expect("a valid configuration")
+    }
+
+    #[test]
+    fn only_stages_behind_a_manual_gate_can_be_approved() {
+        let two = config(&[("gstg", "auto"), ("gprd", "manual"), ("gprd-2", "manual")]);
+        let none = config(&[("gstg", "auto")]);
+        let cases = [
+            (&two, "gprd", None),
+            (
+                &two,
+                "gstg",
+                Some((
+                    "--approve gstg: stage `gstg` has no manual gate in tagship.toml, so there is nothing to approve",
+                    "--approve names a stage with `gate = \"manual\"`: `gprd`, `gprd-2`",
+                )),
+            ),
+            (
+                &none,
+                "gstg",
+                Some((
+                    "--approve gstg: stage `gstg` has no manual gate in tagship.toml, so there is nothing to approve",
+                    "no stage has a manual gate (`gate = \"manual\"`); leave out --approve",
+                )),
+            ),
+        ];
+        for (config, stage, expected) in cases {
+            let got = approvable(config, stage).err();
+            let expected = expected.map(|(m, h)| (m.to_owned(), h.to_owned()));
+            assert_eq!(got, expected, "{stage}");
+        }
+    }
+}

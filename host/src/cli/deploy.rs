@@ -28,7 +28,8 @@ pub struct DeployArgs {
     pub config: PathBuf,
 
     /// Enter this manual stage (repeatable). Without it the run stops before the stage,
-    /// "awaiting approval", exit 0, and prints the command to continue.
+    /// "awaiting approval", exit 0, and prints the command to continue. A stage without
+    /// `gate = "manual"` is refused (exit 2): there is nothing to approve.
     #[arg(long, value_name = "STAGE")]
     pub approve: Vec<String>,
 
@@ -78,6 +79,9 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     common::check_credentials(&config)?;
     for stage in args.approve.iter().chain(&args.until) {
         common::require_stage(&config, stage)?;
+    }
+    for stage in &args.approve {
+        common::require_gated(&config, stage)?;
     }
     let deploy_id = format!(
         "{}-{}-{}",

@@ -40,7 +40,8 @@ pub struct PlanArgs {
     #[arg(long, env = "TAGSHIP_VERSION")]
     pub version: Option<String>,
 
-    /// Plan as if these manual stages were approved (repeatable).
+    /// Plan as if these manual stages were approved (repeatable). A stage without
+    /// `gate = "manual"` is refused (exit 2), as `deploy` refuses it.
     #[arg(long, value_name = "STAGE")]
     pub approve: Vec<String>,
 
@@ -98,6 +99,9 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
     common::check_credentials(&config)?;
     for stage in args.approve.iter().chain(&args.until) {
         common::require_stage(&config, stage)?;
+    }
+    for stage in &args.approve {
+        common::require_gated(&config, stage)?;
     }
     let options = RunOptions {
         approve: args.approve.iter().cloned().collect(),
