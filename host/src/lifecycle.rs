@@ -18,6 +18,6 @@ pub mod rollback;
 pub(crate) mod testing;
 
 pub use driver::{DeployOutcome, check_per_cluster, context_for, deploy};
-pub use plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
+pub use plan::{BakePlan, CommandLine, Gate, Plan, StagePlan, UnknownPolicy, shell_quoted};
 pub use preview::{Action, StagePreview, preview};
 pub use rollback::{RollbackRequest, rollback};

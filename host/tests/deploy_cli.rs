@@ -19,15 +19,15 @@ fn a_release_walks_the_stages_stops_at_the_gate_and_a_rerun_changes_nothing() {
     let site = Site::new("e2ea");
     let config = site.config().write();
 
-    // When v2.0.0 is deployed, Then it stops before gprd, awaiting approval, and says how to go on
+    // When v2.0.0 is deployed, Then it stops before gprd, awaiting approval, and says how to go
+    // on: the command that was run, its configuration included, plus the approval
     let ran = deploy(&config, &["--version", "v2.0.0"]);
     assert_eq!(ran.code, 0, "{}", ran.said);
-    assert!(
-        ran.said
-            .contains("tagship deploy --version v2.0.0 --approve gprd"),
-        "{}",
-        ran.said
+    let go_on = format!(
+        "continue with: tagship deploy --config {} --version v2.0.0 --approve gprd",
+        config.display()
     );
+    assert!(ran.said.contains(&go_on), "{go_on}\n{}", ran.said);
     assert_eq!(site.image("gstg-cny"), image_of("v2.0.0"));
     assert_eq!(site.image("gstg"), image_of("v2.0.0"));
     assert_eq!(site.image("gprd"), image_of("v1.0.0"));

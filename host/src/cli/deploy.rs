@@ -11,10 +11,13 @@ use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::journal::{Ending, Finished, Journal, RecordingNotify, RunReport, write_atomically};
 use crate::lifecycle::ports::{Cluster as _, Migration, Reporter as _, StageEnd, StageLive};
-use crate::lifecycle::{Action, DeployOutcome, Plan, StagePlan, context_for, deploy, preview};
+use crate::lifecycle::{
+    Action, CommandLine, DeployOutcome, Plan, StagePlan, context_for, deploy, preview,
+};
 use crate::plugins::PluginHost;
 use crate::progress;
 use crate::report;
+use crate::version::Version;
 
 /// `deploy` arguments.
 #[derive(Debug, Args)]
@@ -96,6 +99,7 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
         deploy_id: deploy_id.clone(),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
         app_version: args.app_version.clone(),
+        command: command_line(&args, &target),
     };
     let plan = plan(&config, target.clone(), &options);
     let host = PluginHost::new();
@@ -149,6 +153,48 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     report::stderr_line(&ending.summary);
     write_reports(&args, &plan, &finished, &ending);
     Ok(outcome)
+}
+
+/// The command line of this run, every flag spelled out (the configuration and version too,
+/// also when they came from the environment), for the follow-up commands it prints.
+fn command_line(args: &DeployArgs, target: &Version) -> CommandLine {
+    let mut words = vec![
+        "deploy".to_owned(),
+        "--config".to_owned(),
+        args.config.display().to_string(),
+        "--version".to_owned(),
+        target.to_string(),
+    ];
+    let mut flag = |name: &str, value: Option<String>| {
+        words.push(name.to_owned());
+        words.extend(value);
+    };
+    if let Some(stage) = &args.until {
+        flag("--until", Some(stage.clone()));
+    }
+    if args.allow_downgrade {
+        flag("--allow-downgrade", None);
+    }
+    if let Some(app) = &args.app_version {
+        flag("--app-version", Some(app.clone()));
+    }
+    let reports = [
+        ("--json-report", &args.json_report),
+        ("--markdown-report", &args.markdown_report),
+        ("--dotenv", &args.dotenv),
+    ];
+    for (name, path) in reports {
+        if let Some(path) = path {
+            flag(name, Some(path.display().to_string()));
+        }
+    }
+    if args.dry_run {
+        flag("--dry-run", None);
+    }
+    for stage in &args.approve {
+        flag("--approve", Some(stage.clone()));
+    }
+    CommandLine::new(words)
 }
 
 /// Renders one report file from the run's record.
@@ -359,7 +405,10 @@ async fn interrupted(
                 None,
                 EventKind::DeployFailed,
                 &ctx,
-                &format!("interrupted by {signal}; re-run the same command to finish"),
+                &format!(
+                    "interrupted by {signal}; re-run the same command to finish: {}",
+                    plan.command
+                ),
             )
             .await;
     };
@@ -374,8 +423,8 @@ async fn interrupted(
         outcome: "interrupted",
         exit_code: Outcome::Failed.code(),
         summary: format!(
-            "interrupted by {signal}: a stage may be part-way; re-run `tagship deploy --version {}` to finish it (or roll it back)",
-            plan.target
+            "interrupted by {signal}: a stage may be part-way; re-run `{}` to finish it (or roll it back)",
+            plan.command
         ),
         stage_reached: None,
         deployed: Vec::new(),

@@ -15,7 +15,7 @@ use crate::lifecycle::ports::{
     CheckOutcome, CheckResult, Cluster as _, JobPreview, Migration, StageLive,
 };
 use crate::lifecycle::{
-    Action, Plan, StagePlan, StagePreview, check_per_cluster, context_for, preview,
+    Action, CommandLine, Plan, StagePlan, StagePreview, check_per_cluster, context_for, preview,
 };
 use crate::report;
 use crate::version::Version;
@@ -110,6 +110,7 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
         deploy_id: "plan".into(),
         pipeline_url: None,
         app_version: None,
+        command: deploy_command(&args, &target),
     };
     let plan = plan(&config, target.clone(), &options);
     let cluster = KubePorts::new(&config, holder("plan".into()));
@@ -140,6 +141,28 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
         }
     }
     Ok(unreadable_outcome(&previews))
+}
+
+/// The `tagship deploy` command the plan describes, every flag spelled out, for the follow-up
+/// commands it prints (approving a gate).
+fn deploy_command(args: &PlanArgs, target: &Version) -> CommandLine {
+    let mut line = CommandLine::new([
+        "deploy".to_owned(),
+        "--config".to_owned(),
+        args.common.config.display().to_string(),
+        "--version".to_owned(),
+        target.to_string(),
+    ]);
+    if let Some(stage) = &args.until {
+        line = line.with(&["--until", stage]);
+    }
+    if args.allow_downgrade {
+        line = line.with(&["--allow-downgrade"]);
+    }
+    for stage in &args.approve {
+        line = line.with(&["--approve", stage]);
+    }
+    line
 }
 
 /// Runs `status`.

@@ -162,9 +162,16 @@ pub async fn deploy<C: Cluster, K: Checks, N: Notify, R: Reporter>(
     outcome
 }
 
-/// The command that continues a run stopped before `stage`.
+/// The command that continues a run stopped before `stage`: the command line the run was
+/// started with (its configuration and every flag) plus `--approve STAGE`.
 pub fn approve_command(plan: &Plan, stage: &str) -> String {
-    format!("tagship deploy --version {} --approve {stage}", plan.target)
+    let run = if plan.command.is_empty() {
+        let target = plan.target.to_string();
+        super::plan::CommandLine::new(["deploy", "--version", target.as_str()])
+    } else {
+        plan.command.clone()
+    };
+    run.with(&["--approve", stage]).to_string()
 }
 
 pub(super) struct Run<'a, C, K, N, R> {
@@ -984,7 +991,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_release_walks_the_stages_and_stops_at_the_manual_gate_until_approved() {
         let cluster = cluster_at("v1.0.0");
-        let p = plan("v2.0.0", three_stages());
+        let mut p = plan("v2.0.0", three_stages());
+        p.command = crate::lifecycle::CommandLine::new([
+            "deploy",
+            "--config",
+            "ci/tagship.toml",
+            "--version",
+            "v2.0.0",
+            "--allow-downgrade",
+        ]);
         let (outcome, notify, lines) = run(&p, &cluster).await;
         assert_eq!(
             outcome,
@@ -995,7 +1010,10 @@ mod tests {
         assert_eq!(outcome.outcome(), Outcome::Done);
         assert_eq!(cluster.versions("gstg"), ["v2.0.0", "v2.0.0"]);
         assert_eq!(cluster.versions("gprd"), ["v1.0.0", "v1.0.0"]);
-        assert!(lines.contains("tagship deploy --version v2.0.0 --approve gprd"));
+        // The command to go on is the one that ran, configuration and flags included.
+        assert!(lines.contains(
+            "continue with: tagship deploy --config ci/tagship.toml --version v2.0.0 --allow-downgrade --approve gprd"
+        ));
         assert_eq!(notify.kinds().last(), Some(&EventKind::AwaitingApproval));
 
         let mut approved = p.clone();
