@@ -51,7 +51,9 @@ pub fn render(template: &str, ctx: &DeployContext) -> Result<String, TemplateErr
             .app_version
             .clone()
             .ok_or_else(|| TemplateError::Missing(name.to_owned())),
-        "cluster" => shared(ctx, |w| &w.cluster).ok_or_else(|| TemplateError::Missing(name.to_owned())),
+        "cluster" => {
+            shared(ctx, |w| &w.cluster).ok_or_else(|| TemplateError::Missing(name.to_owned()))
+        }
         "namespace" => {
             shared(ctx, |w| &w.namespace).ok_or_else(|| TemplateError::Missing(name.to_owned()))
         }
