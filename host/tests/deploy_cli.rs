@@ -158,9 +158,11 @@ fn an_errors_release_fails_its_bake_on_the_real_health_rule_and_is_rolled_back()
         &["--version", "v3.0.0-errors", "--until", "gstg-cny"],
     );
 
-    // Then its bake fails and it is rolled back
+    // Then its bake fails, naming the query that read 0, and it is rolled back
     assert_eq!(ran.code, 1, "{}", ran.said);
     assert!(ran.said.contains("bake failed"), "{}", ran.said);
+    let failed = format!("health FAIL in local-1: `{rule}` = 0 does not satisfy `== 1`");
+    assert!(ran.said.contains(&failed), "{failed}\n{}", ran.said);
     assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
     assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
     assert_eq!(site.image("gstg"), image_of("v1.0.0"));
