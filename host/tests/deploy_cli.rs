@@ -163,6 +163,13 @@ fn an_errors_release_fails_its_bake_on_the_real_health_rule_and_is_rolled_back()
     assert!(ran.said.contains("bake failed"), "{}", ran.said);
     let failed = format!("health FAIL in local-1: `{rule}` = 0 does not satisfy `== 1`");
     assert!(ran.said.contains(&failed), "{failed}\n{}", ran.said);
+    // labelled by the time since the bake began, its 2 s initial delay included (of 2 + 40 s):
+    // the first round is not at `0s`
+    assert!(
+        ran.said.contains("s/42s: health FAIL in local-1") && !ran.said.contains("bake 0s/"),
+        "{}",
+        ran.said
+    );
     assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
     assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
     assert_eq!(site.image("gstg"), image_of("v1.0.0"));
