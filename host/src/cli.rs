@@ -232,7 +232,10 @@ fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         PluginError::CpuLimit { .. } | PluginError::MemoryLimit { .. } | PluginError::WallTimeout { .. } => {
             Some("raise the plugin's limit in tagship.toml ([plugins.NAME.limits]) if the work is legitimate".into())
         }
-        PluginError::UnknownBuiltin { .. } => Some("use `builtin:NAME` with a name listed above, or a path to a .wasm file".into()),
+        PluginError::UnknownBuiltin { name, .. } => Some(match crate::config::closest_builtin(name) {
+            Some(builtin) => format!("did you mean `builtin:{builtin}`?"),
+            None => "use `builtin:NAME` with a name listed above, or a path to a .wasm file".into(),
+        }),
         PluginError::IncompatibleApi { .. } => Some("`tagship plugin inspect FILE` shows the API version a plugin was built against".into()),
         _ => None,
     }
