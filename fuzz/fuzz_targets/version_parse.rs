@@ -1,11 +1,12 @@
 //! Versions (`--version`, live image tags) and tag templates from untrusted text: no panics,
-//! a consistent order, and a tag rendered from a template reads back as its version.
+//! a consistent order, a tag rendered from a template reads back as its version, and only a
+//! valid image tag passes `render_checked`.
 #![no_main]
 
 use std::cmp::Ordering;
 
 use libfuzzer_sys::fuzz_target;
-use tagship_fuzz::version::{TagTemplate, Version, image_tag};
+use tagship_fuzz::version::{TagTemplate, Version, image_tag, is_valid_image_tag};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -34,6 +35,8 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(version) = &first {
             let tag = template.render(version);
             assert_eq!(template.parse_tag(&tag).as_ref(), Some(version), "{tag}");
+            // What is applied is always a valid image tag, and the check refuses only those.
+            assert_eq!(template.render_checked(version).is_ok(), is_valid_image_tag(&tag));
         }
     }
 });

@@ -13,10 +13,12 @@ mod host {
     #[path = "plugins"]
     pub mod plugins {
         pub mod grants;
+        pub mod names;
         pub mod redact;
+        pub use names::BUILTIN_NAMES;
     }
 }
 
 pub use host::plugins::grants::Grants;
 pub use host::plugins::redact::Redactor;
-pub use host::{config, context, version};
+pub use host::{config, context, plugins, version};

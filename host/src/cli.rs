@@ -189,6 +189,19 @@ impl CommandError {
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
         Self::new(Outcome::Usage, error)
     }
+
+    /// A usage error (exit 2) whose fix is known: `hint` is printed as its `hint:` line.
+    pub fn usage_with_hint(message: String, hint: String) -> Self {
+        Self::usage(Hinted { message, hint })
+    }
+}
+
+/// An error that says how to fix it; [`report_error`] prints the fix as a `hint:` line.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Hinted {
+    message: String,
+    hint: String,
 }
 
 fn report_error(error: &anyhow::Error) {
@@ -205,6 +218,9 @@ fn report_error(error: &anyhow::Error) {
 fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     use crate::gitlab::TriggerError;
     use crate::plugins::PluginError;
+    if let Some(e) = cause.downcast_ref::<Hinted>() {
+        return Some(e.hint.clone());
+    }
     if let Some(e) = cause.downcast_ref::<TriggerError>() {
         return match e {
             TriggerError::Unauthorized { .. } => Some("create a pipeline trigger token in the deploy project (Settings > CI/CD > Pipeline trigger tokens) and store it in a masked variable".into()),
@@ -216,7 +232,10 @@ fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         PluginError::CpuLimit { .. } | PluginError::MemoryLimit { .. } | PluginError::WallTimeout { .. } => {
             Some("raise the plugin's limit in tagship.toml ([plugins.NAME.limits]) if the work is legitimate".into())
         }
-        PluginError::UnknownBuiltin { .. } => Some("use `builtin:NAME` with a name listed above, or a path to a .wasm file".into()),
+        PluginError::UnknownBuiltin { name, .. } => Some(match crate::config::closest_builtin(name) {
+            Some(builtin) => format!("did you mean `builtin:{builtin}`?"),
+            None => "use `builtin:NAME` with a name listed above, or a path to a .wasm file".into(),
+        }),
         PluginError::IncompatibleApi { .. } => Some("`tagship plugin inspect FILE` shows the API version a plugin was built against".into()),
         _ => None,
     }

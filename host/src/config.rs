@@ -39,6 +39,7 @@ use std::ops::Range;
 use std::path::Path;
 
 pub(crate) use names::quoted_list;
+pub(crate) use read::closest_builtin;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;

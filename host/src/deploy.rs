@@ -20,7 +20,7 @@ use crate::lifecycle::ports::{
     ImageChange, JobPreview, LockAttempt, Migration, Notify, PortError, Reporter, StageLive,
     WorkloadLive,
 };
-use crate::lifecycle::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
+use crate::lifecycle::{BakePlan, CommandLine, Gate, Plan, StagePlan, UnknownPolicy, shell_quoted};
 use crate::plugins::{
     Grants, Limits, Plugin, PluginError, PluginHost, PluginKind, PluginSpec, Source,
 };
@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub pipeline_url: Option<String>,
     /// The application's version for compat checks.
     pub app_version: Option<String>,
+    /// The command line of the run, for the follow-up commands it prints.
+    pub command: CommandLine,
 }
 
 /// Resolves the configuration into the lifecycle's plan.
@@ -114,6 +116,7 @@ pub fn plan(config: &Config, target: Version, options: &RunOptions) -> Plan {
         deploy_id: options.deploy_id.clone(),
         pipeline_url: options.pipeline_url.clone(),
         app_version: options.app_version.clone(),
+        command: options.command.clone(),
     }
 }
 
@@ -578,11 +581,21 @@ impl Cluster for KubePorts<'_> {
             migration.namespace,
             migration.cluster.context()
         );
+        // The stage's own kubeconfig, when it names one: kubectl's default may be another.
+        let kubeconfig = self
+            .stage(&plan.name)
+            .ok()
+            .and_then(|s| self.config.kubeconfig_for(s))
+            .map(|path| format!("--kubeconfig {} ", shell_quoted(&path.to_string_lossy())))
+            .unwrap_or_default();
+        // In a pod kubectl finds the service account itself; it has no `in-cluster` context.
+        let context = match migration.cluster.context() {
+            crate::cluster::IN_CLUSTER => String::new(),
+            context => format!("--context {} ", shell_quoted(context)),
+        };
         let logs = format!(
-            "see `kubectl --context {} -n {} logs job/{}`",
-            migration.cluster.context(),
-            migration.namespace,
-            migration.spec.name
+            "see `kubectl {kubeconfig}{context}-n {} logs job/{}`",
+            migration.namespace, migration.spec.name
         );
         match migration
             .cluster
@@ -743,7 +756,12 @@ impl Cluster for KubePorts<'_> {
         record: HistoryRecord,
     ) -> Result<bool, PortError> {
         let newest = self.history(&plan.name).await?.pop();
-        if newest.is_some_and(|entry| entry["version"].as_str() == Some(record.version.as_str())) {
+        // By semver precedence, as every version compares (`3.1.0` is `v3.1.0`).
+        let same = |recorded: &str| match (recorded.parse::<Version>(), record.version.parse()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => recorded == record.version,
+        };
+        if newest.is_some_and(|entry| entry["version"].as_str().is_some_and(same)) {
             return Ok(false);
         }
         self.record(plan, record).await?;

@@ -13,7 +13,9 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use crate::context::{DeployContext, EventKind, rfc3339};
-use crate::lifecycle::ports::{CheckOutcome, CheckResult, Notify, Phase, Reporter, StageEnd};
+use crate::lifecycle::ports::{
+    CheckOutcome, CheckResult, Notify, Phase, Reporter, StageEnd, bake_label,
+};
 use crate::lifecycle::{DeployOutcome, Plan, StagePlan};
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,9 @@ struct CheckMark {
     cluster: Option<String>,
     status: &'static str,
     reason: Option<String>,
+    /// For a round of the bake: its time since the bake began, and its label
+    /// (`bake 10s/40s`), as the run's lines say it.
+    round: Option<(std::time::Duration, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,8 +141,18 @@ impl Reporter for Journal {
         self.display.phase(stage, phase);
     }
 
-    fn checked(&self, stage: &str, phase: Phase, results: &[CheckResult]) {
+    fn checked(
+        &self,
+        stage: &str,
+        phase: Phase,
+        since: Option<std::time::Duration>,
+        results: &[CheckResult],
+    ) {
         let at = SystemTime::now();
+        let round = match (phase, since) {
+            (Phase::Bake { duration }, Some(since)) => Some((since, bake_label(since, duration))),
+            _ => None,
+        };
         self.record().checks.extend(results.iter().map(|r| {
             let (status, reason) = match &r.outcome {
                 CheckOutcome::Pass => ("pass", None),
@@ -153,9 +168,10 @@ impl Reporter for Journal {
                 cluster: r.cluster.clone(),
                 status,
                 reason,
+                round: round.clone(),
             }
         }));
-        self.display.checked(stage, phase, results);
+        self.display.checked(stage, phase, since, results);
     }
 
     fn stage_done(&self, stage: &str, end: StageEnd) {
@@ -378,6 +394,8 @@ impl RunReport<'_> {
             "checks": r.checks.iter().map(|c| json!({
                 "at": at(&c.at), "stage": c.stage, "phase": c.phase, "check": c.check,
                 "cluster": c.cluster, "status": c.status, "reason": c.reason,
+                "bake_seconds": c.round.as_ref().map(|(since, _)| since.as_secs()),
+                "round": c.round.as_ref().map(|(_, label)| label),
             })).collect::<Vec<_>>(),
             "events": r.events.iter().map(|e| json!({
                 "at": at(&e.at), "kind": e.kind.name(), "stage": e.stage, "message": e.message,
@@ -429,7 +447,9 @@ impl RunReport<'_> {
                     "| {} | {} | {} | {} | {} | {}: {} |",
                     hms(c.at),
                     c.stage,
-                    c.phase,
+                    c.round
+                        .as_ref()
+                        .map_or(c.phase, |(_, label)| label.as_str()),
                     c.check,
                     c.cluster.as_deref().unwrap_or(""),
                     c.status,
@@ -568,6 +588,7 @@ mod tests {
         journal.checked(
             "gstg-cny",
             Phase::PreChecks,
+            None,
             &[CheckResult {
                 check: "health".into(),
                 cluster: None,
@@ -587,6 +608,7 @@ mod tests {
             Phase::Bake {
                 duration: std::time::Duration::from_secs(30),
             },
+            Some(std::time::Duration::from_secs(10)),
             &[CheckResult {
                 check: "health".into(),
                 cluster: None,
@@ -625,6 +647,9 @@ mod tests {
         assert_eq!(json["steps"][0]["message"], "applying v2.0.0");
         assert_eq!(json["checks"][1]["status"], "fail");
         assert_eq!(json["checks"][1]["phase"], "bake");
+        assert_eq!(json["checks"][1]["round"], "bake 10s/30s");
+        assert_eq!(json["checks"][1]["bake_seconds"], 10);
+        assert_eq!(json["checks"][0]["round"], serde_json::Value::Null);
         assert_eq!(json["events"][0]["kind"], "rollback-started");
         assert_eq!(
             json["phases"]
@@ -663,8 +688,8 @@ mod tests {
         );
         assert!(md.contains("    rollback :crit, p3, "), "{md}");
         assert!(
-            md.contains("| bake | health |  | fail: error ratio \\| 0.2 > 0.05 |"),
-            "the pipe is escaped: {md}"
+            md.contains("| bake 10s/30s | health |  | fail: error ratio \\| 0.2 > 0.05 |"),
+            "the round as the lines label it; the pipe is escaped: {md}"
         );
     }
 

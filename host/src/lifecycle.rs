@@ -20,6 +20,8 @@ pub(crate) mod testing;
 
 pub use driver::{DeployOutcome, check_per_cluster, context_for, deploy};
 pub use lock::{EnvironmentLock, LockFailure, LockLost};
-pub use plan::{BakePlan, Downgrade, Gate, Plan, StagePlan, UnknownPolicy};
+pub use plan::{
+    BakePlan, CommandLine, Downgrade, Gate, Plan, StagePlan, UnknownPolicy, shell_quoted,
+};
 pub use preview::{Action, StagePreview, preview};
 pub use rollback::{RollbackRequest, rollback};

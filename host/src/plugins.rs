@@ -16,6 +16,7 @@ mod error;
 mod grants;
 mod http;
 mod limits;
+mod names;
 mod redact;
 mod sandbox;
 
@@ -33,6 +34,7 @@ pub use builtin::builtin_names;
 pub use error::PluginError;
 pub use grants::{Denial, Grants, HostGrant};
 pub use limits::Limits;
+pub use names::BUILTIN_NAMES;
 pub use redact::Redactor;
 
 use bindings::{compat, health, notifier, wit_types};

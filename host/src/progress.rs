@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::lifecycle::ports::{CheckOutcome, CheckResult, Phase, Reporter, StageEnd};
+use crate::lifecycle::ports::{CheckOutcome, CheckResult, Phase, Reporter, StageEnd, bake_label};
 use crate::report;
 
 /// Whether tagship runs in CI: `CI` is `true`/`1`, or GitLab's `GITLAB_CI` is set.
@@ -243,7 +243,7 @@ impl Reporter for Terminal {
         }
     }
 
-    fn checked(&self, _stage: &str, _phase: Phase, results: &[CheckResult]) {
+    fn checked(&self, _stage: &str, phase: Phase, at: Option<Duration>, results: &[CheckResult]) {
         if self.bar.length().is_some() {
             let summary: Vec<String> = results
                 .iter()
@@ -260,8 +260,13 @@ impl Reporter for Terminal {
                     }
                 })
                 .collect();
+            // The bar counts from the bake's phase, as the round's label does.
+            let when = match (phase, at) {
+                (Phase::Bake { duration }, Some(at)) => format!(" ({})", bake_label(at, duration)),
+                _ => String::new(),
+            };
             self.bar
-                .set_message(format!("last: {}", summary.join(", ")));
+                .set_message(format!("last{when}: {}", summary.join(", ")));
         }
     }
 
@@ -286,8 +291,8 @@ impl<R: Reporter + ?Sized> Reporter for Box<R> {
     fn phase(&self, stage: &str, phase: Phase) {
         (**self).phase(stage, phase);
     }
-    fn checked(&self, stage: &str, phase: Phase, results: &[CheckResult]) {
-        (**self).checked(stage, phase, results);
+    fn checked(&self, stage: &str, phase: Phase, at: Option<Duration>, results: &[CheckResult]) {
+        (**self).checked(stage, phase, at, results);
     }
     fn stage_done(&self, stage: &str, end: StageEnd) {
         (**self).stage_done(stage, end);

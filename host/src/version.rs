@@ -2,7 +2,8 @@
 //! reference.
 //!
 //! Pure: no I/O. A [`Version`] keeps the text it was written as (`v3.1.0` prints as `v3.1.0`)
-//! and compares by semver precedence, so `v3.0.0-rc1 < v3.0.0` and `3.1.0 == v3.1.0`.
+//! and compares by semver precedence, so `v3.0.0-rc1 < v3.0.0`, `3.1.0 == v3.1.0` and build
+//! metadata does not count (`v3.1.0+build.7 == v3.1.0`).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -44,6 +45,21 @@ pub enum VersionError {
         /// The template as given.
         template: String,
     },
+    /// A version whose image tag (rendered with a tag template) is not a valid image tag, e.g.
+    /// one with build metadata: `+` is not allowed in a tag.
+    #[error(
+        "`{version}` gives the image tag `{tag}` (tag template `{template}`), which is not a valid image tag: {why}"
+    )]
+    InvalidTag {
+        /// The version as given.
+        version: String,
+        /// The tag it renders to.
+        tag: String,
+        /// The template.
+        template: String,
+        /// What is wrong with the tag.
+        why: String,
+    },
     /// A tag template with a character no image tag may contain.
     #[error("tag template `{template}` contains `{character}`, which an image tag cannot contain")]
     InvalidTagCharacter {
@@ -57,8 +73,9 @@ pub enum VersionError {
 /// A release version: an optional `v` followed by a semantic version (`v3.1.0`, `3.1.0`,
 /// `v3.0.0-rc1`).
 ///
-/// Display prints the text as given. Equality, ordering and hashing use semver precedence
-/// (build metadata breaks ties, as in the `semver` crate), so `v3.1.0 == 3.1.0` and
+/// Display prints the text as given. Equality, ordering and hashing use semver precedence:
+/// numbers, then pre-release; build metadata is ignored (unlike the `semver` crate's `Ord`,
+/// where it breaks ties), so `v3.1.0 == 3.1.0 == v3.1.0+build.7` and
 /// `v3.0.0-rc1 < v3.0.0 < v3.0.1`.
 #[derive(Debug, Clone)]
 pub struct Version {
@@ -80,6 +97,17 @@ impl Version {
     /// Whether this is a pre-release (`v3.0.0-rc1`), which sorts below its release.
     pub fn is_prerelease(&self) -> bool {
         !self.semver.pre.is_empty()
+    }
+
+    /// The version as written without its build metadata (`v2.0.1+build.7` → `v2.0.1`).
+    pub fn without_build(&self) -> &str {
+        self.text.split('+').next().unwrap_or(&self.text)
+    }
+
+    /// What semver precedence compares: the numbers and the pre-release, not the build.
+    fn precedence(&self) -> (u64, u64, u64, &semver::Prerelease) {
+        let s = &self.semver;
+        (s.major, s.minor, s.patch, &s.pre)
     }
 }
 
@@ -121,7 +149,7 @@ impl fmt::Display for Version {
 
 impl PartialEq for Version {
     fn eq(&self, other: &Self) -> bool {
-        self.semver == other.semver
+        self.precedence() == other.precedence()
     }
 }
 
@@ -135,13 +163,13 @@ impl PartialOrd for Version {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.semver.cmp(&other.semver)
+        self.precedence().cmp(&other.precedence())
     }
 }
 
 impl Hash for Version {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.semver.hash(state);
+        self.precedence().hash(state);
     }
 }
 
@@ -178,6 +206,35 @@ impl TagTemplate {
     /// The image tag for `version`.
     pub fn render(&self, version: &Version) -> String {
         format!("{}{}{}", self.prefix, version.as_str(), self.suffix)
+    }
+
+    /// The image tag for `version`, or why it cannot be one: a tag is
+    /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, so build metadata (`+build.7`) or a tag longer than
+    /// 128 characters is refused ([`VersionError::InvalidTag`]).
+    pub fn render_checked(&self, version: &Version) -> Result<String, VersionError> {
+        let tag = self.render(version);
+        if is_valid_image_tag(&tag) {
+            return Ok(tag);
+        }
+        let why = if let Some(c) = tag
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
+            format!("`{c}` is not allowed in an image tag (only letters, digits, `_`, `.` and `-`)")
+        } else if tag.len() > 128 {
+            format!(
+                "it is {} characters long, more than the 128 allowed",
+                tag.len()
+            )
+        } else {
+            "an image tag must start with a letter, a digit or `_`".to_owned()
+        };
+        Err(VersionError::InvalidTag {
+            version: version.to_string(),
+            tag,
+            template: self.template.clone(),
+            why,
+        })
     }
 
     /// The version an image tag was rendered from, or `None` when the tag does not fit the
@@ -371,6 +428,57 @@ mod tests {
         ];
         for pair in ascending.windows(2) {
             assert!(v(pair[0]) < v(pair[1]), "{} < {}", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn build_metadata_counts_neither_in_ordering_nor_in_equality() {
+        let hash = |version: &Version| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            version.hash(&mut hasher);
+            hasher.finish()
+        };
+        let cases = [
+            ("v2.0.1+build.7", "v2.0.1", Ordering::Equal),
+            ("v2.0.1+build.7", "v2.0.1+build.8", Ordering::Equal),
+            ("v2.0.1+zzz", "v2.0.2", Ordering::Less),
+            ("v2.0.1-rc1+build.9", "v2.0.1", Ordering::Less),
+            ("v2.0.1+build.7", "v2.0.0", Ordering::Greater),
+        ];
+        for (a, b, order) in cases {
+            assert_eq!(v(a).cmp(&v(b)), order, "{a} vs {b}");
+            assert_eq!(v(a) == v(b), order == Ordering::Equal, "{a} == {b}");
+            if order == Ordering::Equal {
+                assert_eq!(hash(&v(a)), hash(&v(b)), "{a} and {b} hash alike");
+            }
+        }
+        assert_eq!(v("v2.0.1+build.7").without_build(), "v2.0.1");
+        assert_eq!(v("v2.0.1").without_build(), "v2.0.1");
+    }
+
+    #[test]
+    fn versions_whose_tag_is_not_an_image_tag_are_refused_naming_the_tag_and_why() {
+        let gitlab: TagTemplate = "{{version}}-gitlab".parse().unwrap();
+        let long = format!("v1.0.0-{}", "a".repeat(130));
+        let cases = [
+            ("v2.0.1", &gitlab, Ok("v2.0.1-gitlab".to_owned())),
+            ("v2.0.1-rc1", &gitlab, Ok("v2.0.1-rc1-gitlab".to_owned())),
+            (
+                "v2.0.1+build.7",
+                &gitlab,
+                Err("`v2.0.1+build.7` gives the image tag `v2.0.1+build.7-gitlab` (tag template `{{version}}-gitlab`), which is not a valid image tag: `+` is not allowed in an image tag (only letters, digits, `_`, `.` and `-`)".to_owned()),
+            ),
+            (
+                long.as_str(),
+                &gitlab,
+                Err(format!("`{long}` gives the image tag `{long}-gitlab` (tag template `{{{{version}}}}-gitlab`), which is not a valid image tag: it is 144 characters long, more than the 128 allowed")),
+            ),
+        ];
+        for (version, template, expected) in cases {
+            let got = template
+                .render_checked(&v(version))
+                .map_err(|e| e.to_string());
+            assert_eq!(got, expected, "{version}");
         }
     }
 

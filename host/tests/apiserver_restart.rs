@@ -2,10 +2,13 @@
 //! watch: the run rides the outage out (bounded retries, the watch resumed) and completes, with
 //! nothing lost.
 //!
-//! Destructive, so it runs only in an environment of its own: export the `env` of one brought up
-//! with `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster TAGSHIP_PORT_BASE=19400 tests/cluster/up` and set
-//! `TAGSHIP_FAULT_CLUSTER_DIR` to the same directory (`tests/run` does both). Without that it
-//! skips, saying so loudly: it never kills the processes of a shared environment.
+//! Destructive, so it runs only in an environment of its own, and only when asked: its tests are
+//! `#[ignore]`d (a plain `cargo test` does not count them as passed), and `tests/run` runs them
+//! with `--ignored` after exporting the `env` of an environment brought up with
+//! `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster TAGSHIP_PORT_BASE=19400 tests/cluster/up` and setting
+//! `TAGSHIP_FAULT_CLUSTER_DIR` to the same directory. Run without that environment, they fail,
+//! saying what to do: they never kill the processes of a shared environment, and never pass
+//! without having run.
 
 #[path = "support/site.rs"]
 mod site;
@@ -25,6 +28,20 @@ fn own_environment() -> Option<PathBuf> {
     let fault = std::env::var("TAGSHIP_FAULT_CLUSTER_DIR").ok()?;
     let exported = std::env::var("TAGSHIP_CLUSTER_DIR").ok()?;
     (!fault.is_empty() && fault == exported).then(|| PathBuf::from(fault))
+}
+
+/// The environment `test` may break; without one of its own, the test fails saying how to run
+/// it (it must not pass without having run, nor break a shared environment).
+fn own_environment_for(test: &str) -> PathBuf {
+    own_environment().unwrap_or_else(|| {
+        panic!(
+            "{test} kills a process of the environment, so it runs only in an environment of its \
+             own, and none is exported: bring one up with `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster \
+             TAGSHIP_PORT_BASE=19400 tests/cluster/up`, export its env file and \
+             TAGSHIP_FAULT_CLUSTER_DIR=/tmp/fault-cluster, then run `cargo test -p tagship --test \
+             apiserver_restart -- --ignored` (tests/run does all of that)"
+        )
+    })
 }
 
 /// The recorded pid of process `name` in the state directory's `pids` file.
@@ -211,29 +228,16 @@ fn deploy_through_a_restart_of(dir: &Path, process: &str) {
     }
 }
 
-fn skip_loudly(test: &str) {
-    eprintln!(
-        "\n!!! SKIPPED: {test} kills a process of the environment, so it runs only in an \
-         environment of its own: bring one up with `TAGSHIP_CLUSTER_DIR=/tmp/fault-cluster \
-         TAGSHIP_PORT_BASE=19400 tests/cluster/up`, export its env file and \
-         TAGSHIP_FAULT_CLUSTER_DIR=/tmp/fault-cluster (tests/run does)\n"
-    );
-}
-
 #[test]
+#[ignore = "kills kube-apiserver: needs an environment of its own (tests/run runs it with --ignored)"]
 fn the_apiserver_killed_and_restarted_under_a_rollout_watch_does_not_stop_the_deploy() {
-    let Some(dir) = own_environment() else {
-        skip_loudly("the_apiserver_killed_and_restarted_under_a_rollout_watch…");
-        return;
-    };
+    let dir = own_environment_for("the_apiserver_killed_and_restarted_under_a_rollout_watch…");
     deploy_through_a_restart_of(&dir, "kube-apiserver-1");
 }
 
 #[test]
+#[ignore = "kills etcd: needs an environment of its own (tests/run runs it with --ignored)"]
 fn etcd_killed_and_restarted_under_a_rollout_watch_does_not_stop_the_deploy() {
-    let Some(dir) = own_environment() else {
-        skip_loudly("etcd_killed_and_restarted_under_a_rollout_watch…");
-        return;
-    };
+    let dir = own_environment_for("etcd_killed_and_restarted_under_a_rollout_watch…");
     deploy_through_a_restart_of(&dir, "etcd");
 }

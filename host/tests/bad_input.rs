@@ -353,6 +353,11 @@ fn every_bad_input_is_refused_with_its_snapshot_and_changes_nothing() {
         "the corpus has {} cases; keep at least {MIN_CASES}",
         all.len()
     );
+    // A filter that matches nothing must not pass as "every case is fine".
+    assert!(
+        all.iter().any(|c| c.id.contains(&filter)),
+        "TAGSHIP_BAD_INPUT=`{filter}` matches no case; the cases are `CATEGORY/CASE`, e.g. `versions/version-empty`"
+    );
     let site = Site::new("badin");
     let subs = Substitutions::new(&site);
     let prefix = site.ns("gstg").trim_end_matches("-gstg").to_owned();

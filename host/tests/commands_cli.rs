@@ -73,7 +73,10 @@ fn plan_dry_run_status_and_history_say_what_is_and_would_be_and_change_nothing()
     );
     assert_eq!(
         plan["stages"][2]["action"]["command"],
-        "tagship deploy --version v2.0.0 --approve gprd"
+        format!(
+            "tagship deploy --config {} --version v2.0.0 --approve gprd",
+            config.display()
+        )
     );
 
     // When it is a dry run, Then the server validates each apply and nothing changes
@@ -243,11 +246,16 @@ fn a_deploy_stopped_by_sigterm_releases_its_lock_and_a_rerun_finishes() {
     assert!(status.success());
     let ran = finish(child, started);
 
-    // Then it exits 1 at once, says how to finish, and the lock is free for others
+    // Then it exits 1 at once, says how to finish (the same command, its configuration
+    // included), and the lock is free for others
     assert_eq!(ran.code, 1, "{}", ran.said);
+    let rerun = format!(
+        "re-run `tagship deploy --config {} --version v2.0.0-crashloop` to finish it",
+        config.display()
+    );
     assert!(
-        ran.said.contains("SIGTERM") && ran.said.contains("re-run"),
-        "{}",
+        ran.said.contains("SIGTERM") && ran.said.contains(&rerun),
+        "{rerun}\n{}",
         ran.said
     );
     assert_eq!(site.lease_holder("gstg"), "", "the lock was released");
@@ -416,6 +424,14 @@ fn a_rollback_stopped_by_sigterm_releases_its_lock() {
     assert!(status.success());
     let ran = finish(child, started);
     assert_eq!(ran.code, 1, "{}", ran.said);
-    assert!(ran.said.contains("interrupted by SIGTERM"), "{}", ran.said);
+    let again = format!(
+        "run the same rollback again to finish it: `tagship rollback --config {} --stage gstg-cny --to v1.5.0-crashloop`",
+        config.display()
+    );
+    assert!(
+        ran.said.contains("interrupted by SIGTERM") && ran.said.contains(&again),
+        "{again}\n{}",
+        ran.said
+    );
     assert_eq!(site.lease_holder("gstg"), "", "the lock was released");
 }

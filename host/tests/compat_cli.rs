@@ -12,7 +12,7 @@ mod site;
 use serde_json::Value;
 
 use http_server::{Reply, TestServer};
-use site::{Site, command, deploy, image_of};
+use site::{IMAGE, Site, StageSpec, command, deploy, image_of, set_component_tag};
 
 /// The app version → the minimum registry version it needs, as the app's repository declares.
 fn minimum_for(path: &str) -> Reply {
@@ -146,4 +146,43 @@ fn an_unreachable_version_source_fails_closed_with_a_clear_message() {
     );
     assert_eq!(ran.code, 3, "{}", ran.said);
     assert_eq!(site.resource_version("gstg-cny"), before);
+}
+
+#[test]
+fn a_cluster_whose_version_cannot_be_read_leaves_the_stage_undecided() {
+    // Given a stage over two clusters: local-1 serves v1.0.0, local-2 an image whose tag is not
+    // a version (`latest`), and an app that needs at least v1.0.0
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let source = runtime.block_on(TestServer::start(|seen| minimum_for(&seen.path)));
+    let site = Site::builder("compatunread")
+        .stages(vec![
+            StageSpec::auto("gstg-cny", "gstg").in_clusters(&["local-1", "local-2"]),
+        ])
+        .deployment_in(|context, d| {
+            if context == "local-2" {
+                set_component_tag(d, "latest");
+            }
+        })
+        .create();
+    let config = site
+        .config()
+        .toml(&compat_plugin(&source.authority()))
+        .stage("gstg-cny", "pre_checks = [\"compat\"]")
+        .write();
+
+    // When the compatibility with that app is checked
+    let ran = command(&config, &["check-compat"], &["--app-version", "v17.5.0"]);
+
+    // Then it is undecided (exit 3), naming the workload and the cluster it could not read,
+    // not "compatible" for the cluster it could read
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert!(ran.stdout.contains("gstg-cny: undecided"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains(
+            "cannot read the registry version of `gitlab-registry/registry` in cluster `local-2`"
+        ) && ran.stdout.contains(&format!("`{IMAGE}:latest`")),
+        "{}",
+        ran.stdout
+    );
+    drop(source);
 }

@@ -8,7 +8,10 @@ mod site;
 
 use std::time::{Duration, Instant};
 
-use site::{Site, deploy, eventually, image_of, kubectl_ok, prometheus_values};
+use site::{
+    IMAGE, Site, StageSpec, deploy, eventually, image_of, kubectl_ok, prometheus_values,
+    set_component_tag,
+};
 
 #[test]
 fn a_release_walks_the_stages_stops_at_the_gate_and_a_rerun_changes_nothing() {
@@ -16,15 +19,15 @@ fn a_release_walks_the_stages_stops_at_the_gate_and_a_rerun_changes_nothing() {
     let site = Site::new("e2ea");
     let config = site.config().write();
 
-    // When v2.0.0 is deployed, Then it stops before gprd, awaiting approval, and says how to go on
+    // When v2.0.0 is deployed, Then it stops before gprd, awaiting approval, and says how to go
+    // on: the command that was run, its configuration included, plus the approval
     let ran = deploy(&config, &["--version", "v2.0.0"]);
     assert_eq!(ran.code, 0, "{}", ran.said);
-    assert!(
-        ran.said
-            .contains("tagship deploy --version v2.0.0 --approve gprd"),
-        "{}",
-        ran.said
+    let go_on = format!(
+        "continue with: tagship deploy --config {} --version v2.0.0 --approve gprd",
+        config.display()
     );
+    assert!(ran.said.contains(&go_on), "{go_on}\n{}", ran.said);
     assert_eq!(site.image("gstg-cny"), image_of("v2.0.0"));
     assert_eq!(site.image("gstg"), image_of("v2.0.0"));
     assert_eq!(site.image("gprd"), image_of("v1.0.0"));
@@ -155,9 +158,18 @@ fn an_errors_release_fails_its_bake_on_the_real_health_rule_and_is_rolled_back()
         &["--version", "v3.0.0-errors", "--until", "gstg-cny"],
     );
 
-    // Then its bake fails and it is rolled back
+    // Then its bake fails, naming the query that read 0, and it is rolled back
     assert_eq!(ran.code, 1, "{}", ran.said);
     assert!(ran.said.contains("bake failed"), "{}", ran.said);
+    let failed = format!("health FAIL in local-1: `{rule}` = 0 does not satisfy `== 1`");
+    assert!(ran.said.contains(&failed), "{failed}\n{}", ran.said);
+    // labelled by the time since the bake began, its 2 s initial delay included (of 2 + 40 s):
+    // the first round is not at `0s`
+    assert!(
+        ran.said.contains("s/42s: health FAIL in local-1") && !ran.said.contains("bake 0s/"),
+        "{}",
+        ran.said
+    );
     assert!(ran.said.contains("v1.0.0 serves again"), "{}", ran.said);
     assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
     assert_eq!(site.image("gstg"), image_of("v1.0.0"));
@@ -222,4 +234,40 @@ fn a_workload_that_names_no_container_gets_the_release_in_the_component_s_contai
         ran.said
     );
     assert_eq!(images("gstg-cny"), format!("{new} {new} busybox:1.36"));
+}
+
+#[test]
+fn a_cluster_whose_version_cannot_be_read_is_not_overwritten_without_allow_downgrade() {
+    // Given a stage over two clusters: local-1 serves v1.0.0, local-2 an image whose tag is not
+    // a version (`latest`), which may be anything, newer too
+    let site = Site::builder("unreadable")
+        .stages(vec![
+            StageSpec::auto("gstg-cny", "gstg").in_clusters(&["local-1", "local-2"]),
+        ])
+        .deployment_in(|context, d| {
+            if context == "local-2" {
+                set_component_tag(d, "latest");
+            }
+        })
+        .create();
+    let config = site.config().write();
+    let before = site.resource_version_in("local-2", "gstg-cny");
+
+    // When v2.0.0 is deployed, Then it is refused before any change, naming what it cannot read
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+    assert_eq!(ran.code, 3, "{}", ran.said);
+    assert!(
+        ran.said.contains(&format!(
+            "`gitlab-registry/registry` in cluster `local-2` runs `{IMAGE}:latest`, whose tags are not versions"
+        )) && ran.said.contains("--allow-downgrade"),
+        "{}",
+        ran.said
+    );
+    assert_eq!(site.image_in("local-1", "gstg-cny"), image_of("v1.0.0"));
+    assert_eq!(site.resource_version_in("local-2", "gstg-cny"), before);
+
+    // When the deployer says it may replace it, Then both clusters run v2.0.0
+    let ran = deploy(&config, &["--version", "v2.0.0", "--allow-downgrade"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert_eq!(site.image_in("local-2", "gstg-cny"), image_of("v2.0.0"));
 }

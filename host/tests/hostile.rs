@@ -30,13 +30,15 @@ fn limits() -> Limits {
     }
 }
 
+/// The process's resident set in KiB; panics when it cannot be read (a 0 would make every RSS
+/// bound hold without measuring anything).
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/self/status:\n{status}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -159,7 +159,11 @@ fn a_migration_runs_in_the_workload_s_pod_with_its_secret_and_its_config() {
         "pre-deployment migrations failed: Job `registry-pre-migrate-v2-1-0-",
         &format!("in namespace `{ns}` of cluster `local-1` failed"),
         "REGISTRY_DATABASE_PASSWORD",
-        &format!("kubectl --context local-1 -n {ns} logs job/registry-pre-migrate-v2-1-0-"),
+        // the kubeconfig the configuration names, not kubectl's default
+        &format!(
+            "kubectl --kubeconfig {} --context local-1 -n {ns} logs job/registry-pre-migrate-v2-1-0-",
+            site::env("TAGSHIP_KUBECONFIG")
+        ),
         "nothing was applied",
     ] {
         assert!(ran.said.contains(expected), "{expected}\n{}", ran.said);

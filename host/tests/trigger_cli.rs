@@ -175,3 +175,48 @@ async fn without_a_token_or_with_a_bad_variable_nothing_is_sent() {
     assert!(said(&out).contains("KEY=VALUE"), "{}", said(&out));
     assert!(gitlab.seen().is_empty(), "nothing reached GitLab");
 }
+
+#[test]
+fn a_version_with_build_metadata_is_refused_naming_where_it_came_from_and_nothing_is_sent() {
+    // Given GitLab that would start a pipeline
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let gitlab = runtime.block_on(TestServer::start(|_| created()));
+    let api = format!("http://{}/api/v4", gitlab.authority());
+    let cases = [
+        (
+            "TAGSHIP_VERSION",
+            "TAGSHIP_VERSION: `v2.0.1+build.7` cannot become an image tag",
+            "hint: build metadata cannot be part of an image tag: set `TAGSHIP_VERSION=v2.0.1`",
+        ),
+        (
+            "CI_COMMIT_TAG",
+            "CI_COMMIT_TAG: `v2.0.1+build.7` cannot become an image tag",
+            "hint: build metadata cannot be part of an image tag: pass `--version v2.0.1` (the Git tag `v2.0.1+build.7` cannot name an image)",
+        ),
+    ];
+    for (variable, error, hint) in cases {
+        // When the version comes from the variable (no --version)
+        let out = Command::new(env!("CARGO_BIN_EXE_tagship"))
+            .args([
+                "trigger",
+                "--project",
+                "p",
+                "--ref",
+                "main",
+                "--gitlab-url",
+                &api,
+            ])
+            .env_remove("TAGSHIP_VERSION")
+            .env_remove("CI_COMMIT_TAG")
+            .env(variable, "v2.0.1+build.7")
+            .env("TAGSHIP_TRIGGER_TOKEN", TOKEN)
+            .output()
+            .expect("run tagship");
+        // Then it is a usage error naming the variable and the fix
+        assert_eq!(out.status.code(), Some(2), "{}", said(&out));
+        assert!(said(&out).contains(error), "{}", said(&out));
+        assert!(said(&out).contains(hint), "{}", said(&out));
+    }
+    // And no pipeline was asked for
+    assert!(gitlab.seen().is_empty());
+}

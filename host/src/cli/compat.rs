@@ -3,8 +3,8 @@
 //!
 //! Each stage's compat plugins (the compat-check plugins in its `pre_checks`) run against every
 //! registry version live in the stage (read from its clusters) with `app_version` = V. Fails
-//! closed: a check that cannot decide, or a stage that cannot be read, is "undecided" (exit 3),
-//! never "compatible".
+//! closed: a check that cannot decide, a stage that cannot be read, or a workload whose version
+//! cannot be read from its image tag is "undecided" (exit 3), never "compatible".
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -16,10 +16,11 @@ use serde_json::json;
 use super::{CommandError, OutputFormat, common};
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
-use crate::lifecycle::ports::{CheckOutcome, Checks as _, Cluster as _};
+use crate::lifecycle::ports::{CheckOutcome, Checks as _, Cluster as _, StageLive};
 use crate::lifecycle::{StagePlan, context_for};
 use crate::plugins::{PluginHost, PluginKind};
 use crate::report;
+use crate::version::{TagTemplate, image_tag};
 
 /// `check-compat` arguments.
 #[derive(Debug, Args)]
@@ -132,7 +133,18 @@ pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
 
     let mut results = Vec::new();
     for (stage, checks) in selected {
-        results.push(check_stage(&plan, stage, &checks, &cluster, &plugins, &app_version).await);
+        results.push(
+            check_stage(
+                &plan,
+                stage,
+                &checks,
+                &cluster,
+                &plugins,
+                &app_version,
+                &config.component.tag,
+            )
+            .await,
+        );
     }
     print(&args, &app_version, &results);
     let worst = results
@@ -160,6 +172,7 @@ async fn check_stage(
     cluster: &KubePorts<'_>,
     plugins: &PluginPorts<'_>,
     app_version: &str,
+    tag: &TagTemplate,
 ) -> StageResult {
     let undecided = |reason: String| StageResult {
         stage: stage.name.clone(),
@@ -171,16 +184,22 @@ async fn check_stage(
         Ok(live) => live,
         Err(e) => return undecided(format!("cannot read the registry version live: {e}")),
     };
+    if live.workloads.is_empty() {
+        return undecided("no workload of the stage runs a registry version tagship knows".into());
+    }
     let versions: BTreeSet<_> = live
         .workloads
         .iter()
         .filter_map(|w| w.version.clone())
         .collect();
-    if versions.is_empty() {
-        return undecided("no workload of the stage runs a registry version tagship knows".into());
-    }
+    // A workload whose version cannot be read may run anything: the stage cannot be called
+    // compatible for it, whatever the others run (fail closed).
     let mut verdict = Verdict::Compatible;
     let mut reasons = Vec::new();
+    for reason in unreadable_versions(&live, tag) {
+        verdict = Verdict::Undecided;
+        reasons.push(reason);
+    }
     for version in &versions {
         let mut ctx = context_for(plan, Some(stage), None, &live);
         ctx.version = version.to_string();
@@ -205,6 +224,27 @@ async fn check_stage(
         verdict,
         reasons,
     }
+}
+
+/// One reason per workload of `live` whose registry version cannot be read: its image has no
+/// tag, or a tag that is not a version by the configuration's tag template.
+fn unreadable_versions(live: &StageLive, tag: &TagTemplate) -> Vec<String> {
+    live.workloads
+        .iter()
+        .filter(|w| w.version.is_none())
+        .map(|w| {
+            let why = match image_tag(&w.image) {
+                None => "has no tag".to_owned(),
+                Some(found) => {
+                    format!("has tag `{found}`, which is not a version by the tag template `{tag}`")
+                }
+            };
+            format!(
+                "cannot read the registry version of `{}` in cluster `{}`: its image `{}` {why}, so its compatibility cannot be checked",
+                w.name, w.cluster, w.image
+            )
+        })
+        .collect()
 }
 
 fn print(args: &CheckCompatArgs, app_version: &str, results: &[StageResult]) {
@@ -240,6 +280,55 @@ fn print(args: &CheckCompatArgs, app_version: &str, results: &[StageResult]) {
                 text.push('\n');
             }
             report::stdout_line(text.trim_end());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::ports::WorkloadLive;
+
+    fn workload(cluster: &str, image: &str, tag: &TagTemplate) -> WorkloadLive {
+        WorkloadLive {
+            cluster: cluster.into(),
+            namespace: "gitlab".into(),
+            name: "gitlab-registry/registry".into(),
+            image: image.into(),
+            version: image_tag(image).and_then(|t| tag.parse_tag(t)),
+            previous: None,
+            complete: true,
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn every_workload_whose_version_cannot_be_read_is_named_with_its_cluster() {
+        let tag: TagTemplate = "{{version}}-gitlab".parse().unwrap();
+        let cases = [
+            ("r.example.com/registry:v2.0.0-gitlab", None),
+            (
+                "r.example.com/registry:latest",
+                Some(
+                    "cannot read the registry version of `gitlab-registry/registry` in cluster `local-2`: its image `r.example.com/registry:latest` has tag `latest`, which is not a version by the tag template `{{version}}-gitlab`, so its compatibility cannot be checked",
+                ),
+            ),
+            (
+                "r.example.com/registry@sha256:0123",
+                Some(
+                    "cannot read the registry version of `gitlab-registry/registry` in cluster `local-2`: its image `r.example.com/registry@sha256:0123` has no tag, so its compatibility cannot be checked",
+                ),
+            ),
+        ];
+        for (image, reason) in cases {
+            let live = StageLive {
+                workloads: vec![
+                    workload("local-1", "r.example.com/registry:v2.0.0-gitlab", &tag),
+                    workload("local-2", image, &tag),
+                ],
+            };
+            let reasons = unreadable_versions(&live, &tag);
+            assert_eq!(reasons, reason.into_iter().collect::<Vec<_>>(), "{image}");
         }
     }
 }

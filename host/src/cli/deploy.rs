@@ -11,10 +11,13 @@ use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::journal::{Ending, Finished, Journal, RecordingNotify, RunReport, write_atomically};
 use crate::lifecycle::ports::{Cluster as _, Migration, Reporter as _, StageEnd, StageLive};
-use crate::lifecycle::{Action, DeployOutcome, Plan, StagePlan, context_for, deploy, preview};
+use crate::lifecycle::{
+    Action, CommandLine, DeployOutcome, Plan, StagePlan, context_for, deploy, preview,
+};
 use crate::plugins::PluginHost;
 use crate::progress;
 use crate::report;
+use crate::version::Version;
 
 /// `deploy` arguments.
 #[derive(Debug, Args)]
@@ -28,7 +31,8 @@ pub struct DeployArgs {
     pub config: PathBuf,
 
     /// Enter this manual stage (repeatable). Without it the run stops before the stage,
-    /// "awaiting approval", exit 0, and prints the command to continue.
+    /// "awaiting approval", exit 0, and prints the command to continue. A stage without
+    /// `gate = "manual"` is refused (exit 2): there is nothing to approve.
     #[arg(long, value_name = "STAGE")]
     pub approve: Vec<String>,
 
@@ -42,7 +46,8 @@ pub struct DeployArgs {
     #[arg(long, env = "TAGSHIP_APP_VERSION", value_name = "VERSION")]
     pub app_version: Option<String>,
 
-    /// Allow deploying a version older than the one live (`tagship rollback` is the usual way).
+    /// Allow deploying a version older than the one live (`tagship rollback` is the usual way),
+    /// or over a workload whose version cannot be read from its image tag.
     #[arg(long)]
     pub allow_downgrade: bool,
 
@@ -76,11 +81,16 @@ pub struct DeployArgs {
 
 /// Runs `deploy`.
 pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
-    let target = common::version(args.version.as_deref())?;
+    let given = common::version(args.version.as_deref())?;
     let config = common::load(&args.config)?;
+    common::check_tag(Some(&config.component.tag), &given)?;
+    let target = given.version;
     common::check_credentials(&config)?;
     for stage in args.approve.iter().chain(&args.until) {
         common::require_stage(&config, stage)?;
+    }
+    for stage in &args.approve {
+        common::require_gated(&config, stage)?;
     }
     let deploy_id = format!(
         "{}-{}-{}",
@@ -100,6 +110,7 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
             .as_deref()
             .map(|v| common::app_version(v, "--app-version"))
             .transpose()?,
+        command: command_line(&args, &target),
     };
     let plan = plan(&config, target.clone(), &options);
     let host = PluginHost::new();
@@ -153,6 +164,48 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     report::stderr_line(&ending.summary);
     write_reports(&args, &plan, &finished, &ending);
     Ok(outcome)
+}
+
+/// The command line of this run, every flag spelled out (the configuration and version too,
+/// also when they came from the environment), for the follow-up commands it prints.
+fn command_line(args: &DeployArgs, target: &Version) -> CommandLine {
+    let mut words = vec![
+        "deploy".to_owned(),
+        "--config".to_owned(),
+        args.config.display().to_string(),
+        "--version".to_owned(),
+        target.to_string(),
+    ];
+    let mut flag = |name: &str, value: Option<String>| {
+        words.push(name.to_owned());
+        words.extend(value);
+    };
+    if let Some(stage) = &args.until {
+        flag("--until", Some(stage.clone()));
+    }
+    if args.allow_downgrade {
+        flag("--allow-downgrade", None);
+    }
+    if let Some(app) = &args.app_version {
+        flag("--app-version", Some(app.clone()));
+    }
+    let reports = [
+        ("--json-report", &args.json_report),
+        ("--markdown-report", &args.markdown_report),
+        ("--dotenv", &args.dotenv),
+    ];
+    for (name, path) in reports {
+        if let Some(path) = path {
+            flag(name, Some(path.display().to_string()));
+        }
+    }
+    if args.dry_run {
+        flag("--dry-run", None);
+    }
+    for stage in &args.approve {
+        flag("--approve", Some(stage.clone()));
+    }
+    CommandLine::new(words)
 }
 
 /// Renders one report file from the run's record.
@@ -264,6 +317,13 @@ async fn dry_run(plan: &Plan, cluster: &KubePorts<'_>, reporter: &Journal) -> Ou
                 ));
                 outcome = Outcome::Blocked;
             }
+            Action::RefuseUnknown { unreadable } => {
+                line(&format!(
+                    "refused: {unreadable}, so it may run something newer than {} (needs --allow-downgrade)",
+                    plan.target
+                ));
+                outcome = Outcome::Blocked;
+            }
             Action::NotReached { reason } => line(&format!("not reached: {reason}")),
             Action::RefusePaused { reason } => {
                 line(&format!("refused: {reason}"));
@@ -360,7 +420,10 @@ async fn interrupted(
                 None,
                 EventKind::DeployFailed,
                 &ctx,
-                &format!("interrupted by {signal}; re-run the same command to finish"),
+                &format!(
+                    "interrupted by {signal}; re-run the same command to finish: {}",
+                    plan.command
+                ),
             )
             .await;
     };
@@ -375,8 +438,8 @@ async fn interrupted(
         outcome: "interrupted",
         exit_code: Outcome::Failed.code(),
         summary: format!(
-            "interrupted by {signal}: a stage may be part-way; re-run `tagship deploy --version {}` to finish it (or roll it back)",
-            plan.target
+            "interrupted by {signal}: a stage may be part-way; re-run `{}` to finish it (or roll it back)",
+            plan.command
         ),
         stage_reached: None,
         deployed: Vec::new(),

@@ -15,7 +15,7 @@ use crate::lifecycle::ports::{
     CheckOutcome, CheckResult, Cluster as _, JobPreview, Migration, StageLive,
 };
 use crate::lifecycle::{
-    Action, Plan, StagePlan, StagePreview, check_per_cluster, context_for, preview,
+    Action, CommandLine, Plan, StagePlan, StagePreview, check_per_cluster, context_for, preview,
 };
 use crate::report;
 use crate::version::Version;
@@ -40,7 +40,8 @@ pub struct PlanArgs {
     #[arg(long, env = "TAGSHIP_VERSION")]
     pub version: Option<String>,
 
-    /// Plan as if these manual stages were approved (repeatable).
+    /// Plan as if these manual stages were approved (repeatable). A stage without
+    /// `gate = "manual"` is refused (exit 2), as `deploy` refuses it.
     #[arg(long, value_name = "STAGE")]
     pub approve: Vec<String>,
 
@@ -91,11 +92,16 @@ pub struct HistoryArgs {
 
 /// Runs `plan`.
 pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
-    let target = common::version(args.version.as_deref())?;
+    let given = common::version(args.version.as_deref())?;
     let config = common::load(&args.common.config)?;
+    common::check_tag(Some(&config.component.tag), &given)?;
+    let target = given.version;
     common::check_credentials(&config)?;
     for stage in args.approve.iter().chain(&args.until) {
         common::require_stage(&config, stage)?;
+    }
+    for stage in &args.approve {
+        common::require_gated(&config, stage)?;
     }
     let options = RunOptions {
         approve: args.approve.iter().cloned().collect(),
@@ -105,6 +111,7 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
         deploy_id: "plan".into(),
         pipeline_url: None,
         app_version: None,
+        command: deploy_command(&args, &target),
     };
     let plan = plan(&config, target.clone(), &options);
     let cluster = KubePorts::new(&config, holder("plan".into()));
@@ -135,6 +142,28 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
         }
     }
     Ok(unreadable_outcome(&previews))
+}
+
+/// The `tagship deploy` command the plan describes, every flag spelled out, for the follow-up
+/// commands it prints (approving a gate).
+fn deploy_command(args: &PlanArgs, target: &Version) -> CommandLine {
+    let mut line = CommandLine::new([
+        "deploy".to_owned(),
+        "--config".to_owned(),
+        args.common.config.display().to_string(),
+        "--version".to_owned(),
+        target.to_string(),
+    ]);
+    if let Some(stage) = &args.until {
+        line = line.with(&["--until", stage]);
+    }
+    if args.allow_downgrade {
+        line = line.with(&["--allow-downgrade"]);
+    }
+    for stage in &args.approve {
+        line = line.with(&["--approve", stage]);
+    }
+    line
 }
 
 /// Runs `status`.
@@ -445,6 +474,7 @@ fn action_json(action: &Action) -> Value {
         Action::NotReached { reason } | Action::RefusePaused { reason } => {
             value["reason"] = json!(reason);
         }
+        Action::RefuseUnknown { unreadable } => value["reason"] = json!(unreadable),
         Action::Skip | Action::Unreadable => {}
     }
     value
@@ -466,6 +496,11 @@ fn action_text(action: &Action) -> String {
         Action::AwaitApproval { command } => format!("stop, awaiting approval: {command}"),
         Action::RefuseDowngrade { live } => {
             format!("refused: {live} is live and newer (needs --allow-downgrade)")
+        }
+        Action::RefuseUnknown { unreadable } => {
+            format!(
+                "refused: {unreadable}, so it may run something newer (needs --allow-downgrade)"
+            )
         }
         Action::NotReached { reason } => format!("not reached: {reason}"),
         Action::RefusePaused { reason } => format!("refused: {reason}"),

@@ -8,7 +8,7 @@ use super::{CommandError, common};
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::lifecycle::ports::Cluster as _;
-use crate::lifecycle::{DeployOutcome, RollbackRequest, rollback};
+use crate::lifecycle::{CommandLine, DeployOutcome, RollbackRequest, rollback};
 use crate::plugins::PluginHost;
 use crate::report;
 
@@ -34,6 +34,19 @@ pub struct RollbackArgs {
     pub config: PathBuf,
 }
 
+/// This rollback's command line, every flag spelled out, for the follow-up commands it prints.
+fn command_line(args: &RollbackArgs) -> CommandLine {
+    let config = args.config.display().to_string();
+    let mut line = CommandLine::new(["rollback", "--config", &config, "--stage", &args.stage]);
+    if let Some(to) = &args.to {
+        line = line.with(&["--to", to]);
+    }
+    if args.force {
+        line = line.with(&["--force"]);
+    }
+    line
+}
+
 /// Runs `rollback`.
 pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     let config = common::load(&args.config)?;
@@ -42,7 +55,7 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     let to = args
         .to
         .as_deref()
-        .map(|v| common::parse_version(v, "--to"))
+        .map(|v| common::deployable_version(v, "--to", &config))
         .transpose()?;
     let deploy_id = format!(
         "{}-rollback-{}-{}",
@@ -53,6 +66,7 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     let options = RunOptions {
         deploy_id: deploy_id.clone(),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
+        command: command_line(&args),
         ..RunOptions::default()
     };
     // The plan's target is not used by a rollback; the stage says what is live.
@@ -102,8 +116,9 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
             drop(cluster);
             drop(display);
             report::stderr_line(&format!(
-                "interrupted by {signal}: `{}` may be part-way; run the same rollback again to finish it",
-                args.stage
+                "interrupted by {signal}: `{}` may be part-way; run the same rollback again to finish it: `{}`",
+                args.stage,
+                command_line(&args)
             ));
             return Ok(Outcome::Failed);
         }

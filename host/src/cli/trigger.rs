@@ -45,7 +45,9 @@ pub struct TriggerArgs {
 
 /// Runs `trigger`.
 pub async fn run(args: TriggerArgs) -> Result<Outcome, CommandError> {
-    let version = common::version(args.version.as_deref())?;
+    let given = common::version(args.version.as_deref())?;
+    common::check_tag(None, &given)?;
+    let version = given.version;
     let api = args.gitlab_url.as_deref().ok_or_else(|| {
         CommandError::usage(anyhow::anyhow!(
             "no GitLab API URL: pass --gitlab-url https://gitlab.example.com/api/v4 (GitLab CI sets CI_API_V4_URL)"

@@ -1246,6 +1246,7 @@ mod tests {
                 init_images: BTreeMap::new(),
                 resource_version: "77".into(),
                 progress_deadline_exceeded: None,
+                image_owners: BTreeMap::new(),
             }
         );
     }

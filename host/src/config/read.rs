@@ -514,12 +514,30 @@ fn read_plugins(
     Ok(plugins)
 }
 
-fn read_plugin(section: &Section<'_, '_>, name: &str, dir: &Path) -> Result<Plugin, Problem> {
-    section.check_keys(PLUGIN_KEYS)?;
+/// `source` of `[plugins.NAME]`: `builtin:NAME` of a built-in plugin, or a `.wasm` file.
+fn read_source(section: &Section<'_, '_>, name: &str, dir: &Path) -> Result<PluginSource, Problem> {
     let source_text = section.required_string("source", "\"builtin:prometheus-health\"")?;
     let source = match source_text.get_ref().strip_prefix("builtin:") {
-        Some(builtin) if NameRule::Plugin.allows(builtin) => {
+        Some(builtin) if crate::plugins::BUILTIN_NAMES.contains(&builtin) => {
             PluginSource::Builtin(builtin.to_owned())
+        }
+        Some(builtin) if NameRule::Plugin.allows(builtin) => {
+            let known = crate::plugins::BUILTIN_NAMES;
+            let hint = match closest_builtin(builtin) {
+                Some(suggestion) => format!("did you mean `builtin:{suggestion}`?"),
+                None => format!(
+                    "the built-in plugins are {}; for your own plugin, give the path of its `.wasm` component",
+                    quoted_list(known.iter().copied())
+                ),
+            };
+            return Err(Problem::new(
+                source_text.span(),
+                format!(
+                    "`source` in [plugins.{name}] names no built-in plugin: `{}`",
+                    source_text.get_ref()
+                ),
+            )
+            .hint(hint));
         }
         Some(_) => {
             return Err(Problem::new(
@@ -543,13 +561,25 @@ fn read_plugin(section: &Section<'_, '_>, name: &str, dir: &Path) -> Result<Plug
                         "`source` in [plugins.{name}] is neither `builtin:NAME` nor a `.wasm` file: `{file}`"
                     ),
                 )
-                .hint(format!(
-                    "for a built-in plugin write `source = \"builtin:{file}\"`; for your own, the path of its `.wasm` component"
-                )));
+                .hint(match closest_builtin(file) {
+                    Some(builtin) => format!(
+                        "for a built-in plugin write `source = \"builtin:{builtin}\"`; for your own, the path of its `.wasm` component"
+                    ),
+                    None => format!(
+                        "the built-in plugins are {} (`source = \"builtin:NAME\"`); for your own, the path of its `.wasm` component",
+                        quoted_list(crate::plugins::BUILTIN_NAMES.iter().copied())
+                    ),
+                }));
             }
             PluginSource::File(resolve(dir, file))
         }
     };
+    Ok(source)
+}
+
+fn read_plugin(section: &Section<'_, '_>, name: &str, dir: &Path) -> Result<Plugin, Problem> {
+    section.check_keys(PLUGIN_KEYS)?;
+    let source = read_source(section, name, dir)?;
     let config = match section.table("config", format!("[plugins.{name}.config]"))? {
         Some(config) => config
             .string_map()?
@@ -607,6 +637,22 @@ fn read_plugin(section: &Section<'_, '_>, name: &str, dir: &Path) -> Result<Plug
         secrets: strings(secrets),
         limits,
         events,
+    })
+}
+
+/// The built-in plugin `word` most likely means: a likely typo of its name, or the one
+/// built-in whose name has `word` as its first part (`prometheus` → `prometheus-health`).
+pub(crate) fn closest_builtin(word: &str) -> Option<&'static str> {
+    let known = crate::plugins::BUILTIN_NAMES;
+    closest(word, known.iter().copied()).or_else(|| {
+        let word = word.to_lowercase();
+        let mut starting = known
+            .iter()
+            .filter(|name| name.split('-').next() == Some(word.as_str()));
+        match (starting.next(), starting.next()) {
+            (Some(only), None) => Some(*only),
+            _ => None,
+        }
     })
 }
 

@@ -652,6 +652,22 @@ fn mistakes_in_plugins_migrations_and_the_lock_are_reported_with_a_hint() {
             "t.toml:3:22: `verbose` in [plugins.health.config] must be a string, not a boolean\nhint: quote it: `verbose = \"true\"`",
         ),
         (
+            "[plugins.health]\nsource = \"builtin:prometheus\"\n",
+            "t.toml:2:10: `source` in [plugins.health] names no built-in plugin: `builtin:prometheus`\nhint: did you mean `builtin:prometheus-health`?",
+        ),
+        (
+            "[plugins.health]\nsource = \"builtin:datadog\"\n",
+            "t.toml:2:10: `source` in [plugins.health] names no built-in plugin: `builtin:datadog`\nhint: the built-in plugins are `prometheus-health`, `http-health`, `slack-notify`, `webhook-notify`, `gitlab-notify`, `rails-compat`; for your own plugin, give the path of its `.wasm` component",
+        ),
+        (
+            "[plugins.health]\nsource = \"prometheus-health\"\n",
+            "t.toml:2:10: `source` in [plugins.health] is neither `builtin:NAME` nor a `.wasm` file: `prometheus-health`\nhint: for a built-in plugin write `source = \"builtin:prometheus-health\"`; for your own, the path of its `.wasm` component",
+        ),
+        (
+            "[plugins.health]\nsource = \"datadog\"\n",
+            "t.toml:2:10: `source` in [plugins.health] is neither `builtin:NAME` nor a `.wasm` file: `datadog`\nhint: the built-in plugins are `prometheus-health`, `http-health`, `slack-notify`, `webhook-notify`, `gitlab-notify`, `rails-compat` (`source = \"builtin:NAME\"`); for your own, the path of its `.wasm` component",
+        ),
+        (
             "[plugins.health]\nsource = \"builtin:\"\n",
             "t.toml:2:10: `source` in [plugins.health] names no built-in plugin: `builtin:`\nhint: write `builtin:` and the built-in's name, e.g. `source = \"builtin:prometheus-health\"`",
         ),

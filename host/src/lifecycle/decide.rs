@@ -15,6 +15,12 @@ pub enum StageAction {
         /// The newest version live.
         live: Version,
     },
+    /// A workload's version cannot be read from its image tag, so the target may be older than
+    /// what it runs, and downgrades were not allowed.
+    RefuseUnknown {
+        /// Which workload, in which cluster, runs which image.
+        unreadable: String,
+    },
     /// A manual stage without `--approve`.
     AwaitApproval,
     /// A workload is paused (`kubectl rollout pause`): a change would never roll out.
@@ -60,6 +66,24 @@ pub fn stage_action(plan: &Plan, stage: &StagePlan, live: &StageLive) -> StageAc
             cluster: paused.cluster.clone(),
             namespace: paused.namespace.clone(),
             workload: paused.name.clone(),
+        };
+    }
+    // A version that cannot be read may be newer than the target: fail closed, as for one
+    // that is newer.
+    let unreadable: Vec<String> = live
+        .workloads
+        .iter()
+        .filter(|w| w.version.is_none())
+        .map(|w| format!("`{}` in cluster `{}` runs `{}`", w.name, w.cluster, w.image))
+        .collect();
+    if plan.downgrade == super::plan::Downgrade::Refused && !unreadable.is_empty() {
+        let whose = if unreadable.len() == 1 {
+            "whose tag is not a version by the tag template"
+        } else {
+            "whose tags are not versions by the tag template"
+        };
+        return StageAction::RefuseUnknown {
+            unreadable: format!("{}, {whose}", unreadable.join(", ")),
         };
     }
     if stage.gate == Gate::Manual && !plan.approved.contains(&stage.name) {
@@ -267,6 +291,46 @@ mod tests {
         ];
         for (name, plan, stage, live, expected) in cases {
             assert_eq!(stage_action(plan, stage, &live), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_version_that_cannot_be_read_may_be_newer_so_only_allow_downgrade_deploys_over_it() {
+        let p = plan("v2.0.0", vec![stage("gstg", "gstg", false)]);
+        let mut downgrade_ok = p.clone();
+        downgrade_ok.downgrade = crate::lifecycle::plan::Downgrade::Allowed;
+        let mut one = live(&[("v1.0.0", true), ("v1.0.0", true)]);
+        one.workloads[1].image = "registry:latest".into();
+        one.workloads[1].version = None;
+        let mut two = one.clone();
+        two.workloads[0].image = "registry@sha256:0123".into();
+        two.workloads[0].version = None;
+        let cases = [
+            (
+                &p,
+                &one,
+                StageAction::RefuseUnknown {
+                    unreadable: "`registry/registry` in cluster `c1` runs `registry:latest`, whose tag is not a version by the tag template".into(),
+                },
+            ),
+            (
+                &p,
+                &two,
+                StageAction::RefuseUnknown {
+                    unreadable: "`registry/registry` in cluster `c0` runs `registry@sha256:0123`, `registry/registry` in cluster `c1` runs `registry:latest`, whose tags are not versions by the tag template".into(),
+                },
+            ),
+            (
+                &downgrade_ok,
+                &one,
+                StageAction::Deploy {
+                    previous: Some(v("v1.0.0")),
+                    resume: false,
+                },
+            ),
+        ];
+        for (plan, live, expected) in cases {
+            assert_eq!(stage_action(plan, &plan.stages[0], live), expected);
         }
     }
 

@@ -22,7 +22,7 @@ use super::lock::{EnvironmentLock, LockFailure};
 use super::plan::{Plan, StagePlan};
 use super::ports::{
     CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder, Migration,
-    Notify, Phase, PortError, Reporter, StageEnd, StageLive,
+    Notify, Phase, PortError, Reporter, StageEnd, StageLive, bake_label,
 };
 
 /// How a deploy run ended.
@@ -162,9 +162,16 @@ pub async fn deploy<C: Cluster, K: Checks, N: Notify, R: Reporter>(
     outcome
 }
 
-/// The command that continues a run stopped before `stage`.
+/// The command that continues a run stopped before `stage`: the command line the run was
+/// started with (its configuration and every flag) plus `--approve STAGE`.
 pub fn approve_command(plan: &Plan, stage: &str) -> String {
-    format!("tagship deploy --version {} --approve {stage}", plan.target)
+    let run = if plan.command.is_empty() {
+        let target = plan.target.to_string();
+        super::plan::CommandLine::new(["deploy", "--version", target.as_str()])
+    } else {
+        plan.command.clone()
+    };
+    run.with(&["--approve", stage]).to_string()
 }
 
 pub(super) struct Run<'a, C, K, N, R> {
@@ -257,6 +264,13 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
             } => Err(DeployOutcome::Blocked {
                 stage: stage.name.clone(),
                 reason: decide::paused_reason(&cluster, &namespace, &workload),
+            }),
+            StageAction::RefuseUnknown { unreadable } => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "{unreadable}, so it may run something newer than {}; deploying over it needs --allow-downgrade",
+                    self.plan.target
+                ),
             }),
             StageAction::AwaitApproval => {
                 self.reporter.step(
@@ -409,6 +423,13 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
                     decide::paused_reason(&cluster, &namespace, &workload)
                 ),
             }),
+            StageAction::RefuseUnknown { unreadable } => Err(DeployOutcome::Blocked {
+                stage: stage.name.clone(),
+                reason: format!(
+                    "{unreadable} (changed while this run waited for the lock), so it may run something newer than {}; nothing was changed (deploying over it needs --allow-downgrade)",
+                    self.plan.target
+                ),
+            }),
             // Checked before the lock was taken; only the gate could say this.
             StageAction::AwaitApproval => Err(DeployOutcome::AwaitingApproval {
                 stage: stage.name.clone(),
@@ -555,7 +576,7 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
         );
         let results = self.run_checks(stage, &stage.pre_checks, ctx).await;
         self.reporter
-            .checked(&stage.name, Phase::PreChecks, &results);
+            .checked(&stage.name, Phase::PreChecks, None, &results);
         if let Err(reason) = decide::pre_check_verdict(&results) {
             self.notify
                 .send(Some(stage), EventKind::CheckBlocked, ctx, &reason)
@@ -636,24 +657,33 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
         plan: &super::plan::BakePlan,
         ctx: &DeployContext,
     ) -> Result<Tally, String> {
-        let phase = Phase::Bake {
-            duration: plan.duration,
-        };
+        // The bake begins at its phase: rounds are labelled by the time since then, its initial
+        // delay included, in the lines, the reports and the progress alike.
+        let total = plan.initial_delay + plan.duration;
+        let phase = Phase::Bake { duration: total };
+        let began = Instant::now();
         self.reporter.phase(&stage.name, phase);
+        let pace = if plan.initial_delay.is_zero() {
+            format!("checking every {}s", plan.interval.as_secs())
+        } else {
+            format!(
+                "checking every {}s after an initial delay of {}s",
+                plan.interval.as_secs(),
+                plan.initial_delay.as_secs()
+            )
+        };
         self.reporter.step(
             Some(&stage.name),
-            &format!(
-                "baking for {}s, checking every {}s",
-                plan.duration.as_secs(),
-                plan.interval.as_secs()
-            ),
+            &format!("baking for {}s, {pace}", total.as_secs()),
         );
         tokio::time::sleep(plan.initial_delay).await;
         let started = Instant::now();
         let mut tally = Tally::default();
         loop {
             let results = self.run_checks(stage, &plan.checks, ctx).await;
-            self.reporter.checked(&stage.name, phase, &results);
+            let at = began.elapsed();
+            self.reporter
+                .checked(&stage.name, phase, Some(at), &results);
             for r in &results {
                 let (word, why) = match &r.outcome {
                     CheckOutcome::Pass => ("pass", None),
@@ -661,12 +691,7 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
                     CheckOutcome::Unknown(why) => ("unknown", Some(why)),
                     CheckOutcome::Errored(why) => ("error", Some(why)),
                 };
-                let elapsed = started.elapsed().as_secs();
-                let mut text = format!(
-                    "bake {elapsed}s/{}s: {} {word}",
-                    plan.duration.as_secs(),
-                    r.check
-                );
+                let mut text = format!("{}: {} {word}", bake_label(at, total), r.check);
                 if let Some(cluster) = &r.cluster {
                     let _ = write!(text, " in {cluster}");
                 }
@@ -1064,7 +1089,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_release_walks_the_stages_and_stops_at_the_manual_gate_until_approved() {
         let cluster = cluster_at("v1.0.0");
-        let p = plan("v2.0.0", three_stages());
+        let mut p = plan("v2.0.0", three_stages());
+        p.command = crate::lifecycle::CommandLine::new([
+            "deploy",
+            "--config",
+            "ci/tagship.toml",
+            "--version",
+            "v2.0.0",
+            "--allow-downgrade",
+        ]);
         let (outcome, notify, lines) = run(&p, &cluster).await;
         assert_eq!(
             outcome,
@@ -1075,7 +1108,10 @@ mod tests {
         assert_eq!(outcome.outcome(), Outcome::Done);
         assert_eq!(cluster.versions("gstg"), ["v2.0.0", "v2.0.0"]);
         assert_eq!(cluster.versions("gprd"), ["v1.0.0", "v1.0.0"]);
-        assert!(lines.contains("tagship deploy --version v2.0.0 --approve gprd"));
+        // The command to go on is the one that ran, configuration and flags included.
+        assert!(lines.contains(
+            "continue with: tagship deploy --config ci/tagship.toml --version v2.0.0 --allow-downgrade --approve gprd"
+        ));
         assert_eq!(notify.kinds().last(), Some(&EventKind::AwaitingApproval));
 
         let mut approved = p.clone();
@@ -1363,6 +1399,77 @@ mod tests {
             "rounds at 0, 10, ..., 60 s: the last at the end of the bake"
         );
         assert!(started.elapsed() >= Duration::from_mins(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bake_rounds_are_labelled_from_the_bake_s_beginning_in_lines_and_report_alike() {
+        // Given a bake of 30 s every 10 s, after an initial delay of 10 s
+        let cluster = cluster_at("v1.0.0");
+        let mut stages = three_stages();
+        stages[0].bake = Some(BakePlan {
+            initial_delay: Duration::from_secs(10),
+            duration: Duration::from_secs(30),
+            ..bake()
+        });
+        let p = plan("v2.0.0", stages);
+        let journal = crate::journal::Journal::new(Box::new(Lines::default()));
+        let outcome = deploy(
+            &p,
+            &cluster,
+            &FakeChecks::default(),
+            &FakeNotify::default(),
+            &journal,
+        )
+        .await;
+        let ending = crate::journal::Ending::of(&outcome, String::new());
+        let finished = journal.finish();
+        let report = crate::journal::RunReport {
+            plan: &p,
+            finished: &finished,
+            ending: &ending,
+        }
+        .json();
+
+        // Then the first round, made after the delay, is at 10 s of 40 s, the last at 40 s
+        let steps: Vec<&str> = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["message"].as_str())
+            .filter(|m| m.starts_with("bak"))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "baking for 40s, checking every 10s after an initial delay of 10s",
+                "bake 10s/40s: health pass in cluster-0",
+                "bake 20s/40s: health pass in cluster-0",
+                "bake 30s/40s: health pass in cluster-0",
+                "bake 40s/40s: health pass in cluster-0",
+            ]
+        );
+        // And the report labels the same rounds the same way
+        let rounds: Vec<(&str, u64)> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["phase"] == "bake")
+            .map(|c| {
+                (
+                    c["round"].as_str().unwrap(),
+                    c["bake_seconds"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rounds,
+            [
+                ("bake 10s/40s", 10),
+                ("bake 20s/40s", 20),
+                ("bake 30s/40s", 30),
+                ("bake 40s/40s", 40)
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,9 @@
 //! What a deploy is asked to do: the stages in order, resolved from the configuration and the
 //! command line. Plain data.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::fmt;
 use std::time::Duration;
 
 use crate::version::Version;
@@ -109,4 +111,115 @@ pub struct Plan {
     pub pipeline_url: Option<String>,
     /// The application's version, for compat checks (`--app-version`), when known.
     pub app_version: Option<String>,
+    /// The command line this run was started with, for the follow-up commands it prints
+    /// (approving a gate, finishing an interrupted run): the CLI gives it, flags and all, so a
+    /// copy-paste runs against the same configuration. Empty when unknown (tests).
+    pub command: CommandLine,
+}
+
+/// A `tagship` command line as data: the words after `tagship`, e.g. `deploy --config
+/// ci/tagship.toml --version v3.1.0 --until gstg`. Displays as the command to type, each word
+/// quoted for a POSIX shell where needed. Holds no secret: the CLI builds it from flags only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandLine(Vec<String>);
+
+impl CommandLine {
+    /// The command line of these words (without `tagship`).
+    pub fn new<W: Into<String>>(words: impl IntoIterator<Item = W>) -> Self {
+        CommandLine(words.into_iter().map(Into::into).collect())
+    }
+
+    /// The same command line with `words` appended, e.g. `["--approve", "gprd"]`.
+    #[must_use]
+    pub fn with(&self, words: &[&str]) -> Self {
+        let mut more = self.clone();
+        more.0.extend(words.iter().map(|w| (*w).to_owned()));
+        more
+    }
+
+    /// The value given to `flag` (e.g. `--config`), if it is there.
+    pub fn value_of(&self, flag: &str) -> Option<&str> {
+        self.0
+            .windows(2)
+            .find(|pair| pair[0] == flag)
+            .map(|pair| pair[1].as_str())
+    }
+
+    /// Whether no command line is known.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tagship")?;
+        for word in &self.0 {
+            write!(f, " {}", shell_quoted(word))?;
+        }
+        Ok(())
+    }
+}
+
+/// `word` as a POSIX shell reads it back: as it is when it has only safe characters, else in
+/// single quotes (`'it'\''s'`).
+pub fn shell_quoted(word: &str) -> Cow<'_, str> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        Cow::Borrowed(word)
+    } else {
+        Cow::Owned(format!("'{}'", word.replace('\'', "'\\''")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_print_as_typed_with_words_quoted_only_where_a_shell_needs_it() {
+        let cases = [
+            (
+                vec![
+                    "deploy",
+                    "--config",
+                    "ci/tagship.toml",
+                    "--version",
+                    "v3.1.0",
+                ],
+                "tagship deploy --config ci/tagship.toml --version v3.1.0",
+            ),
+            (
+                vec!["deploy", "--config", "my deploys/tagship.toml"],
+                "tagship deploy --config 'my deploys/tagship.toml'",
+            ),
+            (
+                vec!["deploy", "--json-report", "it's.json"],
+                "tagship deploy --json-report 'it'\\''s.json'",
+            ),
+            (
+                vec!["deploy", "--app-version", ""],
+                "tagship deploy --app-version ''",
+            ),
+            (
+                vec!["deploy", "--config", "$HOME/x.toml"],
+                "tagship deploy --config '$HOME/x.toml'",
+            ),
+        ];
+        for (words, printed) in cases {
+            assert_eq!(CommandLine::new(words).to_string(), printed);
+        }
+    }
+
+    #[test]
+    fn a_command_line_grows_by_words_and_tells_a_flag_s_value() {
+        let line = CommandLine::new(["rollback", "--config", "t.toml", "--stage", "gprd"]);
+        assert_eq!(line.value_of("--config"), Some("t.toml"));
+        assert_eq!(line.value_of("--to"), None);
+        assert_eq!(
+            line.with(&["--to", "v3.0.0"]).to_string(),
+            "tagship rollback --config t.toml --stage gprd --to v3.0.0"
+        );
+        assert!(CommandLine::default().is_empty());
+    }
 }

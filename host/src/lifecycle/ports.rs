@@ -339,7 +339,7 @@ pub enum Phase {
     Rollout,
     /// The bake: health checks for `duration`.
     Bake {
-        /// How long the bake lasts.
+        /// How long the bake lasts, from its beginning: its initial delay and its duration.
         duration: std::time::Duration,
     },
     /// Rolling back.
@@ -364,6 +364,13 @@ impl Phase {
     }
 }
 
+/// How a round of the bake is labelled everywhere (lines, reports, progress): its time since
+/// the bake began, of the bake's whole length (`bake 10s/40s`), in whole seconds.
+#[must_use]
+pub fn bake_label(at: std::time::Duration, total: std::time::Duration) -> String {
+    format!("bake {}s/{}s", at.as_secs(), total.as_secs())
+}
+
 /// How a stage ended in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageEnd {
@@ -381,8 +388,17 @@ pub trait Reporter {
     fn step(&self, stage: Option<&str>, message: &str);
     /// A phase of `stage` begins (it lasts until the next phase or the stage's end).
     fn phase(&self, _stage: &str, _phase: Phase) {}
-    /// The results of one round of checks of `stage`, in `phase`.
-    fn checked(&self, _stage: &str, _phase: Phase, _results: &[CheckResult]) {}
+    /// The results of one round of checks of `stage`, in `phase`. `at`: for a round of the
+    /// bake, its time since the bake began (initial delay included), as [`bake_label`] shows it;
+    /// `None` for pre-checks.
+    fn checked(
+        &self,
+        _stage: &str,
+        _phase: Phase,
+        _at: Option<std::time::Duration>,
+        _results: &[CheckResult],
+    ) {
+    }
     /// `stage` is over; the next step belongs to another stage.
     fn stage_done(&self, _stage: &str, _end: StageEnd) {}
 }

@@ -36,6 +36,11 @@ pub enum Action {
         /// Which, and how to resume it.
         reason: String,
     },
+    /// A workload's version cannot be read; the run would be refused here.
+    RefuseUnknown {
+        /// Which workload, in which cluster, runs which image.
+        unreadable: String,
+    },
     /// The run stops before this stage.
     NotReached {
         /// Why.
@@ -56,6 +61,7 @@ impl Action {
             Action::AwaitApproval { .. } => "await-approval",
             Action::RefuseDowngrade { .. } => "refuse-downgrade",
             Action::RefusePaused { .. } => "refuse-paused",
+            Action::RefuseUnknown { .. } => "refuse-unknown-version",
             Action::NotReached { .. } => "not-reached",
             Action::Unreadable => "unreadable",
         }
@@ -127,6 +133,10 @@ pub fn previews(plan: &Plan, lives: Vec<Result<StageLive, PortError>>) -> Vec<St
                             Action::RefusePaused {
                                 reason: decide::paused_reason(&cluster, &namespace, &workload),
                             }
+                        }
+                        StageAction::RefuseUnknown { unreadable } => {
+                            stopped = Some(format!("the run is refused at `{}`", stage.name));
+                            Action::RefuseUnknown { unreadable }
                         }
                     },
                 }

@@ -6,7 +6,7 @@ use crate::version::Version;
 
 use super::decide::{self, RollbackDecision};
 use super::driver::{DeployOutcome, Run};
-use super::plan::{Plan, StagePlan};
+use super::plan::{CommandLine, Plan, StagePlan};
 use super::ports::{CheckResult, Checks, Cluster, Completion, Notify, Reporter, StageLive};
 
 /// What a rollback was asked to do.
@@ -80,7 +80,7 @@ async fn roll_back_locked<C: Cluster, N: Notify, R: Reporter>(
             };
         }
     };
-    let (current, to) = match rollback_target(&live, request.to.as_ref()) {
+    let (current, to) = match rollback_target(&live, request.to.as_ref(), &run.plan.command) {
         Target::Roll { current, to } => (current, to),
         Target::Nothing { version } => {
             run.reporter.step(
@@ -226,7 +226,9 @@ enum Target {
     Refused(String),
 }
 
-fn rollback_target(live: &StageLive, asked: Option<&Version>) -> Target {
+/// `command` is the rollback's own command line: a refusal that names the deploy to run instead
+/// gives it the same `--config`.
+fn rollback_target(live: &StageLive, asked: Option<&Version>, command: &CommandLine) -> Target {
     let Some(current) = live
         .workloads
         .iter()
@@ -249,9 +251,17 @@ fn rollback_target(live: &StageLive, asked: Option<&Version>) -> Target {
         {
             Target::Nothing { version: to }
         }
-        Some(to) if to > current && asked.is_some() => Target::Refused(format!(
-            "{to} is newer than {current}, which is live; that is a deploy: `tagship deploy --version {to}`"
-        )),
+        Some(to) if to > current && asked.is_some() => {
+            let version = to.to_string();
+            let deploy = match command.value_of("--config") {
+                Some(config) => CommandLine::new(["deploy", "--config", config]),
+                None => CommandLine::new(["deploy"]),
+            };
+            Target::Refused(format!(
+                "{to} is newer than {current}, which is live; that is a deploy: `{}`",
+                deploy.with(&["--version", &version])
+            ))
+        }
         Some(to) if to > current => Target::Refused(format!(
             "the version recorded before {current} is {to}, which is newer (the stage was already rolled back); name the version with --to"
         )),
@@ -288,7 +298,9 @@ mod tests {
         cluster: &FakeCluster,
         request: &RollbackRequest,
     ) -> (DeployOutcome, FakeNotify, Lines) {
-        let p = plan("v0.0.0", vec![stage("gstg", "gstg", false)]);
+        let mut p = plan("v0.0.0", vec![stage("gstg", "gstg", false)]);
+        p.command =
+            CommandLine::new(["rollback", "--config", "ci/tagship.toml", "--stage", "gstg"]);
         let (notify, lines) = (FakeNotify::default(), Lines::default());
         let outcome = rollback(&p, request, cluster, &notify, &lines).await;
         (outcome, notify, lines)
@@ -413,7 +425,7 @@ mod tests {
         );
         let (outcome, _, _) = run(&cluster, &request(Some("v3.0.0"), false)).await;
         assert!(
-            matches!(&outcome, DeployOutcome::Blocked { reason, .. } if reason.contains("tagship deploy --version v3.0.0")),
+            matches!(&outcome, DeployOutcome::Blocked { reason, .. } if reason.contains("that is a deploy: `tagship deploy --config ci/tagship.toml --version v3.0.0`")),
             "{outcome:?}"
         );
         assert!(cluster.applies().is_empty());

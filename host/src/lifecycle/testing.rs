@@ -56,6 +56,7 @@ pub(crate) fn plan(target: &str, stages: Vec<StagePlan>) -> Plan {
         deploy_id: "test-run".into(),
         pipeline_url: Some("https://ci.example/pipelines/1".into()),
         app_version: None,
+        command: crate::lifecycle::CommandLine::default(),
     }
 }
 

@@ -458,6 +458,22 @@ pub fn image_of(version: &str) -> String {
     format!("{IMAGE}:{version}-gitlab")
 }
 
+/// Gives the containers and init containers of the component's image in a Deployment manifest
+/// the image `IMAGE:TAG` (e.g. `latest`, a tag that is no version of tagship's).
+pub fn set_component_tag(deployment: &mut Value, tag: &str) {
+    let spec = &mut deployment["spec"]["template"]["spec"];
+    for list in ["initContainers", "containers"] {
+        for container in spec[list].as_array_mut().into_iter().flatten() {
+            if container["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with(&format!("{IMAGE}:")))
+            {
+                container["image"] = Value::String(format!("{IMAGE}:{tag}"));
+            }
+        }
+    }
+}
+
 /// The Secret of the registry's database password (`registry-db`, key `password`).
 pub const DB_SECRET: &str = "registry-db";
 /// The `ConfigMap` of the registry's configuration (`registry-config`, key `config.yml`).

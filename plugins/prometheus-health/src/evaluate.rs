@@ -4,7 +4,7 @@
 //! Verdicts:
 //! - no series: `unknown`, the query in the reason;
 //! - any series violating the condition: `unhealthy`, naming the worst (furthest from passing)
-//!   by its labels;
+//!   by its labels, or by the query when it has none (an aggregate such as `min(…)`, a scalar);
 //! - otherwise, any series whose value is NaN (Prometheus' answer to 0/0, e.g. an error ratio
 //!   with no traffic): `unknown`, naming it — no data is not a pass, and not proof of a failure;
 //! - otherwise `healthy`, naming the series closest to the limit.
@@ -20,9 +20,10 @@ use crate::condition::Condition;
 /// One series of an instant query result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    /// The series as PromQL writes it: `name{label="value", ...}` (`{}` without labels,
-    /// `scalar` for a scalar result).
-    pub name: String,
+    /// The series as PromQL writes it: `name{label="value", ...}`, or `name` alone; `None`
+    /// when it has neither name nor labels (the result of an aggregation such as `min(…)`, or a
+    /// scalar): then the query is what names it.
+    pub name: Option<String>,
     /// Its value; NaN and ±Inf as Prometheus sent them.
     pub value: f64,
 }
@@ -64,7 +65,7 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Vec<Series>, String> {
             })
             .collect(),
         Some("scalar") => Ok(vec![Series {
-            name: "scalar".to_owned(),
+            name: None,
             value: sample_value(&data["result"])?,
         }]),
         Some("matrix") => Err(
@@ -76,6 +77,13 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Vec<Series>, String> {
             "the query returns a {other}; use a query returning a number"
         )),
         None => Err("prometheus response has no `data.resultType`".to_owned()),
+    }
+}
+
+impl Series {
+    /// How messages name the series: its name and labels, else the query that gave it.
+    fn subject<'a>(&'a self, query: &'a str) -> &'a str {
+        self.name.as_deref().unwrap_or(query)
     }
 }
 
@@ -104,14 +112,15 @@ pub fn judge(query: &str, pass: &str, condition: &Condition, series: &[Series]) 
         };
         let reason = format!(
             "`{}` = {} does not satisfy `{pass}`{context}",
-            worst.name, worst.value
+            worst.subject(query),
+            worst.value
         );
         return with_threshold(HealthReport::unhealthy(reason).with_value(worst.value));
     }
     if let Some(nan) = series.iter().find(|s| s.value.is_nan()) {
         return with_threshold(HealthReport::unknown(format!(
             "`{}` is NaN (no data, e.g. a ratio with no traffic), so `{pass}` cannot be decided",
-            nan.name
+            nan.subject(query)
         )));
     }
     let all: Vec<&Series> = series.iter().collect();
@@ -123,7 +132,8 @@ pub fn judge(query: &str, pass: &str, condition: &Condition, series: &[Series]) 
     };
     let reason = format!(
         "`{}` = {} satisfies `{pass}`{context}",
-        closest.name, closest.value
+        closest.subject(query),
+        closest.value
     );
     with_threshold(HealthReport::healthy(reason).with_value(closest.value))
 }
@@ -136,10 +146,9 @@ fn lowest_margin<'a>(condition: &Condition, series: &[&'a Series]) -> Option<&'a
     })
 }
 
-fn series_name(metric: &Value) -> String {
-    let Some(labels) = metric.as_object() else {
-        return "{}".to_owned();
-    };
+/// `name{label="value", …}`, `name`, `{label="value"}`; `None` without name and labels.
+fn series_name(metric: &Value) -> Option<String> {
+    let labels = metric.as_object()?;
     let name = labels.get("__name__").and_then(Value::as_str).unwrap_or("");
     let mut pairs: Vec<(&String, &Value)> =
         labels.iter().filter(|(k, _)| *k != "__name__").collect();
@@ -149,10 +158,10 @@ fn series_name(metric: &Value) -> String {
         .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default()))
         .collect::<Vec<_>>()
         .join(", ");
-    if inner.is_empty() && !name.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{name}{{{inner}}}")
+    match (name.is_empty(), inner.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(name.to_owned()),
+        _ => Some(format!("{name}{{{inner}}}")),
     }
 }
 
@@ -277,7 +286,7 @@ mod tests {
             br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"2"]}}"#;
         let report = run(">= 1", body);
         assert_eq!(report.status, HealthStatus::Healthy);
-        assert_eq!(report.reason, "`scalar` = 2 satisfies `>= 1`");
+        assert_eq!(report.reason, "`q` = 2 satisfies `>= 1`");
     }
 
     #[test]
@@ -310,6 +319,34 @@ mod tests {
     #[test]
     fn a_metric_name_without_labels_reads_as_the_name() {
         let series = parse_response(200, &vector(&[(r#"{"__name__":"up"}"#, "1")])).unwrap();
-        assert_eq!(series[0].name, "up");
+        assert_eq!(series[0].name.as_deref(), Some("up"));
+    }
+
+    #[test]
+    fn a_series_without_name_or_labels_is_named_by_its_query() {
+        let query = r#"min(gitlab_deployment_health:service{namespace="gstg"})"#;
+        let cases = [
+            (
+                "== 1",
+                "0",
+                r#"`min(gitlab_deployment_health:service{namespace="gstg"})` = 0 does not satisfy `== 1`"#,
+            ),
+            (
+                "== 1",
+                "1",
+                r#"`min(gitlab_deployment_health:service{namespace="gstg"})` = 1 satisfies `== 1`"#,
+            ),
+            (
+                "..0.05",
+                "NaN",
+                r#"`min(gitlab_deployment_health:service{namespace="gstg"})` is NaN (no data, e.g. a ratio with no traffic), so `..0.05` cannot be decided"#,
+            ),
+        ];
+        for (pass, value, reason) in cases {
+            let condition = Condition::parse(pass).unwrap();
+            let series = parse_response(200, &vector(&[("{}", value)])).unwrap();
+            assert_eq!(series[0].name, None);
+            assert_eq!(judge(query, pass, &condition, &series).reason, reason);
+        }
     }
 }
