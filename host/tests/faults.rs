@@ -156,7 +156,7 @@ fn a_lock_request_the_apiserver_never_answers_times_out_and_is_retried() {
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
 
-    // Then the request timed out (30 s), was retried, and the deploy completed
+    // Then the request timed out (10 s, the read timeout), was retried, and the deploy completed
     assert_eq!(f.proxy.injected(stalled), 1, "{:?}", f.proxy.seen());
     assert_eq!(ran.code, 0, "{}", ran.said);
     assert!(
@@ -509,13 +509,14 @@ fn an_apply_that_keeps_failing_stops_cleanly_with_nothing_changed() {
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
 
-    // Then it stops with a clear error after a bounded number of attempts, nothing changed,
-    // nothing recorded as deployed, the lock released
+    // Then it stops with a clear error after a bounded number of attempts (those that fit in the
+    // retry's 20 s budget: at most 14 with back-offs of 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s),
+    // nothing changed, nothing recorded as deployed, the lock released
     assert_ne!(ran.code, 0, "{}", ran.said);
     assert!(ran.said.contains("apply"), "{}", ran.said);
     let attempts = f.proxy.injected(failing);
     assert!(
-        (1..=10).contains(&attempts),
+        (1..=14).contains(&attempts),
         "{attempts} attempts\n{}",
         ran.said
     );
@@ -554,7 +555,7 @@ fn an_apply_answered_503_every_time_is_reported_within_a_bounded_time() {
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
 
-    // Then it gives up after tagship's bounded retries (8 attempts, about 7-11 s), saying why
+    // Then it gives up after tagship's bounded retries (20 s, 8 to 14 attempts), saying why
     assert_eq!(ran.code, 1, "{}", ran.said);
     assert!(
         ran.took < Duration::from_secs(45),
@@ -563,7 +564,12 @@ fn an_apply_answered_503_every_time_is_reported_within_a_bounded_time() {
         ran.said
     );
     assert!(ran.said.contains("503"), "{}", ran.said);
-    assert_eq!(f.proxy.injected(failing), 8, "{}", ran.said);
+    assert!(
+        (8..=14).contains(&f.proxy.injected(failing)),
+        "{} attempts\n{}",
+        f.proxy.injected(failing),
+        ran.said
+    );
     assert_eq!(f.site.image("gstg-cny"), image_of("v1.0.0"));
     assert_eq!(f.site.lease_holder("gstg"), "", "{}", ran.said);
 }
