@@ -87,6 +87,7 @@ pub struct KubeCluster {
     /// The same server through a connection pool of its own, for long watches: a watch holds
     /// its HTTP/1.1 connection and closes it when dropped mid-stream, so on the shared pool the
     /// first request after every rollout waited for a new TCP and TLS handshake (~50 ms here).
+    /// Its read timeout is [`WATCH_READ_TIMEOUT`], above the server's end of a quiet watch.
     watcher: Client,
     /// The context's API server, as a person waiting on the run hears of it.
     server: Arc<Server>,
