@@ -14,13 +14,21 @@
 //! # Guarantees
 //!
 //! - Only fields a Kubernetes 1.20 API server knows are sent (1.20 rejects unknown fields).
-//! - Transient failures (HTTP 429, 500, 502–504, connection errors) of idempotent requests are
-//!   retried with bounded exponential back-off and jitter (at most 8 attempts over about 7–11 s,
-//!   longer only where the server asks with `Retry-After`, up to 10 s a wait). This is the only
-//!   retry policy: kube-rs's own retry layer is switched off, because stacked under ours its 15
-//!   retries growing towards 1000 s made a persistent 503 take many minutes to report.
-//! - No response keeps tagship waiting longer than [`READ_TIMEOUT`] between two reads: a request
-//!   the API server accepted and never answers fails (and is retried) instead of hanging.
+//! - Transient failures (HTTP 429, 500, 502–504, connection errors, no answer) of idempotent
+//!   requests are retried with exponential back-off and jitter (honouring `Retry-After` up to
+//!   10 s a wait) for at most 20 s in all from the first attempt, attempts that hang included
+//!   (`retry::BUDGET`). This is the only retry policy: kube-rs's own retry layer is switched off,
+//!   because stacked under ours its 15 retries growing towards 1000 s made a persistent 503 take
+//!   many minutes to report.
+//! - No request keeps tagship waiting longer than [`READ_TIMEOUT`] to connect, to be read, or
+//!   between two reads of its answer: a request the API server accepted and never answers fails
+//!   (and is retried) instead of hanging. Watch streams differ: on a connection pool of their
+//!   own, the server ends each one after `WATCH_SECONDS` and a stream may stay silent until
+//!   then, so only silence past that by [`READ_TIMEOUT`] ([`WATCH_READ_TIMEOUT`]) is a hang;
+//!   a watch request itself is still answered within [`READ_TIMEOUT`] or fails.
+//! - An outage is told once per cluster (a WARN from the second consecutive failure of any
+//!   request or watch, or from the first that hung), naming how long the activity that tells it
+//!   keeps trying; it gives up by then at the latest (give or take the rounding to seconds).
 //! - Rollouts are judged by `kubectl rollout status`'s rule, never by a status that belongs to an
 //!   older generation.
 
@@ -35,10 +43,11 @@ mod watch;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
+use tokio::time::Instant;
 
 pub use deployment::{
     ApplyOutcome, LiveDeployment, PROGRESS_DEADLINE_EXCEEDED, PodTemplate, RolloutOutcome,
@@ -54,9 +63,19 @@ pub use lease::{
 };
 pub use pods::{PodFailure, PodView, pod_failure};
 
-/// How long a response may keep tagship waiting between two reads before the request fails
-/// (and, where idempotent, is retried). A quiet watch hitting it is resumed, not failed.
-pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long the API server may keep a request waiting: to accept its connection, to read it,
+/// and before and between the reads of its answer. Past it the request fails (and, where
+/// idempotent, is retried within the retry's budget). The Kubernetes API's own latency
+/// objectives are 1 s for one object and 5 s for a namespace's list (99th percentile), so 10 s
+/// of silence is a server that stopped answering. Not for the silence of a watch (see
+/// [`WATCH_READ_TIMEOUT`]).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The read timeout of the watches' connection pool: a watch stream may be silent until the
+/// server ends it after `watch::WATCH_SECONDS` (a quiet rollout is healthy), so only silence
+/// longer than that by [`READ_TIMEOUT`] is a server that stopped answering.
+pub const WATCH_READ_TIMEOUT: Duration =
+    Duration::from_secs(watch::WATCH_SECONDS as u64).saturating_add(READ_TIMEOUT);
 
 /// The field manager tagship's server-side applies and writes use.
 pub const FIELD_MANAGER: &str = "tagship";
@@ -68,6 +87,7 @@ pub struct KubeCluster {
     /// The same server through a connection pool of its own, for long watches: a watch holds
     /// its HTTP/1.1 connection and closes it when dropped mid-stream, so on the shared pool the
     /// first request after every rollout waited for a new TCP and TLS handshake (~50 ms here).
+    /// Its read timeout is [`WATCH_READ_TIMEOUT`], above the server's end of a quiet watch.
     watcher: Client,
     /// The context's API server, as a person waiting on the run hears of it.
     server: Arc<Server>,
@@ -121,8 +141,14 @@ impl KubeCluster {
         // One retry policy, ours (see the module's guarantees), not two stacked.
         config.default_retry = false;
         // kube-rs sets no read timeout: an API server that accepts a request and never answers
-        // would hang the run (and its lock release) for as long as it stalls.
+        // would hang the run (and its lock release) for as long as it stalls. Its connect
+        // timeout (30 s) and write timeout (295 s) are longer than a retry's whole budget.
+        config.connect_timeout = Some(READ_TIMEOUT);
+        config.write_timeout = Some(READ_TIMEOUT);
         config.read_timeout = Some(READ_TIMEOUT);
+        // Counted from the request, not from when its pooled connection went idle (which would
+        // leave a request on a connection idle for 9 s one second to be answered).
+        config.reset_reader_on_write = true;
         let url = config
             .cluster_url
             .to_string()
@@ -144,6 +170,8 @@ impl KubeCluster {
             },
         };
         let client = Client::try_from(config.clone()).map_err(connect_error)?;
+        // A quiet watch is healthy: the server ends it (see WATCH_READ_TIMEOUT).
+        config.read_timeout = Some(WATCH_READ_TIMEOUT);
         let watcher = Client::try_from(config).map_err(connect_error)?;
         let server = Arc::new(Server::new(context.clone()));
         retry::retry(&server, || client.apiserver_version())
@@ -157,6 +185,11 @@ impl KubeCluster {
     }
 
     /// Wraps an existing client; `context` is only used in messages.
+    ///
+    /// # Caveats
+    ///
+    /// Watches use the same client, so its read timeout (if any) must be above
+    /// [`WATCH_READ_TIMEOUT`], or quiet watches are cut and resumed.
     pub fn from_client(client: Client, context: impl Into<String>) -> Self {
         Self {
             watcher: client.clone(),
@@ -467,6 +500,9 @@ impl fmt::Display for KubeError {
 
 /// A kube-rs error as [`KubeError`] tells it.
 fn told(error: &kube::Error) -> String {
+    if let Some(waited) = retry::is_hang(error) {
+        return format!("no answer within {} s", retry::seconds(waited));
+    }
     match error {
         kube::Error::Api(status) => {
             let mut text = format!("the API server answered {}", status.code);
@@ -505,8 +541,27 @@ impl std::error::Error for KubeError {
 struct Server {
     /// The kubeconfig context, as messages name it.
     context: String,
-    /// When the outage being told began; `None` while the server answers.
-    outage: Mutex<Option<Instant>>,
+    /// The outage being told; `None` while the server answers.
+    outage: Mutex<Option<Outage>>,
+}
+
+/// An outage as it was told.
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    /// When its first failed attempt began.
+    began: Instant,
+    /// How long the activity that told it said it keeps trying.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "what was told, kept for the tests of its truth")
+    )]
+    left: Duration,
+    /// When that activity gives up at the latest.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "what was told, kept for the tests of its truth")
+    )]
+    gives_up: Instant,
 }
 
 impl Server {
@@ -517,20 +572,25 @@ impl Server {
         }
     }
 
-    /// An activity failed [`retry::TOLD_AFTER`] times in a row, the first at `began`, with
-    /// `error` last, and keeps trying for about `for_about`: one failure is a blip (told only
-    /// with -v), this is an outage, told unless it already is. Whether it was told now.
-    fn failing(&self, error: &kube::Error, began: Instant, for_about: Duration) -> bool {
+    /// An activity failed (see [`retry::Patience::tell`]), the first of its consecutive failed
+    /// attempts beginning at `began`, with `error` last, and keeps trying for `left` at most:
+    /// one quick failure is a blip (told only with -v), this is an outage, told unless it
+    /// already is. Whether it was told now.
+    fn failing(&self, error: &kube::Error, began: Instant, left: Duration) -> bool {
         let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
         if outage.is_some() {
             return false;
         }
-        *outage = Some(began);
+        *outage = Some(Outage {
+            began,
+            left,
+            gives_up: Instant::now() + left,
+        });
         tracing::warn!(
             "requests to the API server of context `{}` are failing ({}); retrying for about {} s",
             self.context,
             told(error),
-            for_about.as_secs().max(1)
+            retry::seconds(left)
         );
         true
     }
@@ -541,13 +601,20 @@ impl Server {
             .outage
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
+            .take()?
+            .began;
         tracing::info!(
             "the API server of context `{}` answers again, {:.1} s after the first failure",
             self.context,
             began.elapsed().as_secs_f32()
         );
         Some(began.elapsed())
+    }
+
+    /// The outage being told, if one is.
+    #[cfg(test)]
+    fn told(&self) -> Option<Outage> {
+        *self.outage.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

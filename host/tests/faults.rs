@@ -2,7 +2,10 @@
 //! fault proxy (`tagship_tests::fault_proxy`: HTTP 429/500/503 answered by the proxy, dropped
 //! connections, responses lost after the apiserver acted, stalls, watch streams cut mid-way), in
 //! each phase of a deploy: lock, migration wait, apply, rollout watch, bake, rollback, history
-//! write. Also a run killed with SIGKILL whose Lease another holder takes over at expiry.
+//! write. Also a run killed with SIGKILL whose Lease another holder takes over at expiry, and the
+//! time bounds: an apiserver that never answers is reported within the time tagship announces,
+//! a SIGTERM while it hangs ends the run within seconds, and a rollout that stays quiet for
+//! minutes is waited for without a warning.
 //!
 //! Each test counts the faults it injected (asserting they really happened) and checks with
 //! `kubectl` (straight to the apiserver, not through the proxy) that nothing was lost: the
@@ -14,8 +17,12 @@
 #[path = "support/site.rs"]
 mod site;
 
+use std::fmt::Write as _;
+use std::io::BufRead as _;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tagship_tests::fault_proxy::{Fault, FaultProxy, Match, Rule, RuleId};
@@ -32,13 +39,23 @@ struct Faulty {
 impl Faulty {
     /// Stages `gstg-cny` and `gstg` (environment `gstg`), Deployments edited by `edit`.
     fn new(test: &str, edit: impl Fn(&mut Value) + 'static) -> Self {
-        let site = Site::builder(test)
-            .stages(vec![
+        Self::with_stages(
+            test,
+            vec![
                 StageSpec::auto("gstg-cny", "gstg"),
                 StageSpec::auto("gstg", "gstg"),
-            ])
-            .deployment(edit)
-            .create();
+            ],
+            edit,
+        )
+    }
+
+    /// `stages`, Deployments edited by `edit`.
+    fn with_stages(
+        test: &str,
+        stages: Vec<StageSpec>,
+        edit: impl Fn(&mut Value) + 'static,
+    ) -> Self {
+        let site = Site::builder(test).stages(stages).deployment(edit).create();
         let source = PathBuf::from(site::env("TAGSHIP_KUBECONFIG"));
         let proxy = FaultProxy::start(&source, "local-1").expect("start the fault proxy");
         let kubeconfig = site.dir().join("kubeconfig-through-proxy");
@@ -110,6 +127,150 @@ fn deployments(ns: &str) -> Match {
     Match::any(&["/deployments", ns])
 }
 
+/// Every request, held back ten minutes: an apiserver that accepts connections and never
+/// answers.
+fn hang_everything(f: &Faulty) -> RuleId {
+    f.inject(
+        Match::any(&["/"]),
+        Fault::Stall(Duration::from_mins(10)),
+        usize::MAX,
+    )
+}
+
+/// Changes `stage`'s Deployment in place with `kubectl patch` (a merge patch of its spec): for
+/// fields a site cannot be created with (a long `minReadySeconds` would make the creation wait
+/// for it). Its pods younger than a new `minReadySeconds` count as unavailable until they are
+/// that old.
+fn patch_spec(f: &Faulty, stage: &str, spec: &Value) {
+    let patch = json!({ "spec": spec }).to_string();
+    site::kubectl_ok(&[
+        "patch",
+        "deployment",
+        site::DEPLOYMENT,
+        "-n",
+        &f.ns(stage),
+        "--type",
+        "merge",
+        "-p",
+        &patch,
+    ]);
+}
+
+/// A run of the binary in the background whose output lines are timed as they come, to compare
+/// what it announced with when it acted. Killed if still running when dropped.
+struct Timed {
+    child: Child,
+    started: Instant,
+    lines: Arc<Mutex<Vec<(Duration, String)>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Timed {
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd.spawn().expect("start tagship");
+        let started = Instant::now();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        let outputs: [Box<dyn std::io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("piped stdout")),
+            Box::new(child.stderr.take().expect("piped stderr")),
+        ];
+        for output in outputs {
+            let lines = lines.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in std::io::BufReader::new(output).lines() {
+                    let Ok(line) = line else { return };
+                    lines
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((started.elapsed(), line));
+                }
+            }));
+        }
+        Timed {
+            child,
+            started,
+            lines,
+            readers,
+        }
+    }
+
+    /// Waits up to `limit` (from its start) for its end: its exit status and when it came, or
+    /// `None` (and the run is killed) when it did not end in time.
+    fn wait(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll tagship") {
+                let ended = self.started.elapsed();
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return Some((status, ended));
+            }
+            if self.started.elapsed() >= limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) to it; when it was sent.
+    fn signal(&self, signal: &str) -> Duration {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+        self.started.elapsed()
+    }
+
+    /// The first line containing `needle`, with when it came.
+    fn line(&self, needle: &str) -> Option<(Duration, String)> {
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(_, line)| line.contains(needle))
+            .cloned()
+    }
+
+    /// Everything it said so far, each line with its time.
+    fn said(&self) -> String {
+        let mut said = String::new();
+        for (at, line) in self
+            .lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(said, "[{:6.1} s] {line}", at.as_secs_f32());
+        }
+        said
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The WARN that an outage began: when it came and the seconds it announced ("retrying for about
+/// N s").
+fn announced(run: &Timed) -> Option<(Duration, u64)> {
+    let (at, line) = run.line("retrying for about ")?;
+    let seconds = line
+        .split("retrying for about ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((at, seconds))
+}
+
 #[test]
 fn faults_on_the_lock_are_retried_and_the_deploy_completes() {
     // Given the Lease requests failing: 503s, a 429 with Retry-After, a dropped connection, and
@@ -157,7 +318,7 @@ fn a_lock_request_the_apiserver_never_answers_times_out_and_is_retried() {
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
 
-    // Then the request timed out (30 s), was retried, and the deploy completed
+    // Then the request timed out (10 s, the read timeout), was retried, and the deploy completed
     assert_eq!(f.proxy.injected(stalled), 1, "{:?}", f.proxy.seen());
     assert_eq!(ran.code, 0, "{}", ran.said);
     assert!(
@@ -510,13 +671,14 @@ fn an_apply_that_keeps_failing_stops_cleanly_with_nothing_changed() {
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
 
-    // Then it stops with a clear error after a bounded number of attempts, nothing changed,
-    // nothing recorded as deployed, the lock released
+    // Then it stops with a clear error after a bounded number of attempts (those that fit in the
+    // retry's 20 s budget: at most 14 with back-offs of 0.1, 0.2, 0.4, 0.8, 1.6, then 2 s),
+    // nothing changed, nothing recorded as deployed, the lock released
     assert_ne!(ran.code, 0, "{}", ran.said);
     assert!(ran.said.contains("apply"), "{}", ran.said);
     let attempts = f.proxy.injected(failing);
     assert!(
-        (1..=10).contains(&attempts),
+        (1..=14).contains(&attempts),
         "{attempts} attempts\n{}",
         ran.said
     );
@@ -555,7 +717,7 @@ fn an_apply_answered_503_every_time_is_reported_within_a_bounded_time() {
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
 
-    // Then it gives up after tagship's bounded retries (8 attempts, about 7-11 s), saying why
+    // Then it gives up after tagship's bounded retries (20 s, 8 to 14 attempts), saying why
     assert_eq!(ran.code, 1, "{}", ran.said);
     assert!(
         ran.took < Duration::from_secs(45),
@@ -564,7 +726,12 @@ fn an_apply_answered_503_every_time_is_reported_within_a_bounded_time() {
         ran.said
     );
     assert!(ran.said.contains("503"), "{}", ran.said);
-    assert_eq!(f.proxy.injected(failing), 8, "{}", ran.said);
+    assert!(
+        (8..=14).contains(&f.proxy.injected(failing)),
+        "{} attempts\n{}",
+        f.proxy.injected(failing),
+        ran.said
+    );
     assert_eq!(f.site.image("gstg-cny"), image_of("v1.0.0"));
     assert_eq!(f.site.lease_holder("gstg"), "", "{}", ran.said);
 }
@@ -632,4 +799,197 @@ fn a_run_killed_with_sigkill_loses_its_lease_at_expiry_and_another_holder_finish
     assert_eq!(deployed("gstg"), 1, "{}", ran.said);
     assert_eq!(deployed("gstg-cny"), 1, "{}", ran.said);
     assert_eq!(f.site.lease_holder("gstg"), "", "{}", ran.said);
+}
+
+/// Issue 14, point 10: this took 4 minutes (8 attempts x a 30 s read timeout) while the warning
+/// said "retrying for about 10 s".
+#[test]
+fn an_apiserver_that_never_answers_is_reported_within_the_time_tagship_announces() {
+    // Given an apiserver that accepts connections and never answers (every request held back)
+    let f = Faulty::new("fhung", |_| {});
+    let hung = hang_everything(&f);
+    let config = f.config().write();
+
+    // When a release is deployed
+    let mut run = Timed::spawn(&mut deploy_command(&config, &["--version", "v2.0.0"]));
+    let ended = run.wait(Duration::from_secs(90));
+
+    // Then it says once that requests are failing and how long it keeps trying, gives up by
+    // then (give or take a second) saying the server did not answer, and changed nothing
+    let said = run.said();
+    let (status, ended) = ended.unwrap_or_else(|| panic!("still running after 90 s\n{said}"));
+    assert!(!status.success(), "{said}");
+    let (warned, seconds) = announced(&run).unwrap_or_else(|| panic!("no warning\n{said}"));
+    assert!(
+        ended <= warned + Duration::from_secs(seconds) + Duration::from_millis(1500),
+        "announced {seconds} s at {warned:?}, ended at {ended:?}\n{said}"
+    );
+    assert!(said.contains("no answer within"), "{said}");
+    assert!(f.proxy.injected(hung) >= 2, "it retried\n{said}");
+    eprintln!(
+        "faults: hung apiserver: told at {warned:.1?} (\"about {seconds} s\"), reported and \
+         exited at {ended:.1?}\n{said}"
+    );
+    for stage in f.site.stage_names() {
+        assert_eq!(f.site.image(&stage), image_of("v1.0.0"), "{stage}");
+    }
+    assert_eq!(f.site.lease_holder("gstg"), "", "{said}");
+}
+
+/// Issue 14, points 10 and 11: the watch's failures were counted, not timed, so hung watch
+/// requests (30 s each) kept a rollout waiting until its own timeout, with no warning.
+#[test]
+fn a_rollout_watch_the_apiserver_never_answers_gives_up_within_the_time_tagship_announces() {
+    // Given the Deployment watch requests held back (accepted, never answered) as many times as
+    // the rollout's watch tries within its patience
+    let f = Faulty::with_stages("fwhang", vec![StageSpec::auto("gstg", "gstg")], |_| {});
+    let hung = f.inject(
+        Match::any(&["/deployments"]).watching(),
+        Fault::Stall(Duration::from_mins(10)),
+        3,
+    );
+    let config = f.config().write();
+
+    // When a release is deployed
+    let mut run = Timed::spawn(&mut deploy_command(&config, &["--version", "v2.0.0"]));
+    let ended = run.wait(Duration::from_secs(150));
+
+    // Then the rollout's watch gives up by the time its warning announced (give or take a
+    // second), and the release is rolled back (whose watch the apiserver answers)
+    let said = run.said();
+    let (status, _) = ended.unwrap_or_else(|| panic!("still running after 150 s\n{said}"));
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert_eq!(f.proxy.injected(hung), 3, "{said}");
+    let (warned, seconds) = announced(&run).unwrap_or_else(|| panic!("no warning\n{said}"));
+    let (gave_up, _) = run
+        .line("cannot watch deployment")
+        .unwrap_or_else(|| panic!("the watch never gave up\n{said}"));
+    assert!(
+        gave_up <= warned + Duration::from_secs(seconds) + Duration::from_secs(1),
+        "announced {seconds} s at {warned:?}, gave up at {gave_up:?}\n{said}"
+    );
+    assert!(said.contains("v1.0.0 serves again"), "{said}");
+    eprintln!(
+        "faults: hung rollout watch: told at {warned:.1?} (\"about {seconds} s\"), gave up at \
+         {gave_up:.1?}\n{said}"
+    );
+    assert_eq!(f.site.image("gstg"), image_of("v1.0.0"));
+    assert_eq!(f.site.lease_holder("gstg"), "", "{said}");
+}
+
+/// Issue 14, point 10: the lock release on the way out hung on the same server until the
+/// clean-up's 20 s cap.
+#[test]
+fn a_sigterm_while_the_apiserver_hangs_ends_the_run_within_seconds() {
+    // Given a deploy holding the lock mid-rollout (pods available only after 60 s), and then an
+    // apiserver that stops answering, with a request of the run hanging
+    let f = Faulty::with_stages("fterm", vec![StageSpec::auto("gstg", "gstg")], |_| {});
+    patch_spec(
+        &f,
+        "gstg",
+        &json!({ "minReadySeconds": 60, "progressDeadlineSeconds": 120 }),
+    );
+    let config = f.config().write();
+    let mut run = Timed::spawn(&mut deploy_command(&config, &["--version", "v2.0.0"]));
+    assert!(
+        eventually(Duration::from_mins(1), || f.site.image("gstg")
+            == image_of("v2.0.0")),
+        "never applied\n{}",
+        run.said()
+    );
+    assert_eq!(f.site.lease_holder("gstg"), site::HOLDER);
+    let hung = hang_everything(&f);
+    assert!(
+        eventually(Duration::from_secs(40), || f.proxy.injected(hung) > 0),
+        "no request of the run hung\n{}",
+        run.said()
+    );
+
+    // When CI cancels the job (SIGTERM)
+    let sent = run.signal("TERM");
+    let ended = run.wait(sent + Duration::from_secs(40));
+
+    // Then it exits 1 within a few seconds, having tried to release the lock and said it could
+    // not (the Lease expires on its own)
+    let said = run.said();
+    let (status, ended) =
+        ended.unwrap_or_else(|| panic!("still running 40 s after SIGTERM\n{said}"));
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        ended <= sent + Duration::from_secs(8),
+        "SIGTERM at {sent:?}, exit at {ended:?}\n{said}"
+    );
+    assert!(said.contains("interrupted by SIGTERM"), "{said}");
+    assert!(said.contains("could not release the lock"), "{said}");
+    eprintln!(
+        "faults: SIGTERM while the apiserver hangs: exited {:.1?} after it\n{said}",
+        ended.saturating_sub(sent)
+    );
+    assert_eq!(f.site.lease_holder("gstg"), site::HOLDER, "{said}");
+}
+
+/// Issue 14, point 11: the 30 s read timeout cut every quiet watch, each cut counted as a failure
+/// (a warning at 60 s, "cannot watch deployment" and a rollback after about 4 minutes).
+///
+/// Takes about three minutes (the rollout is quiet for 150 s); it mostly waits, so it runs
+/// alongside the others.
+#[test]
+fn a_rollout_quiet_for_minutes_completes_without_a_warning() {
+    // Given one replica replaced in place (maxSurge 0) by a pod that is available only 150 s
+    // after it is ready (minReadySeconds), so the Deployment's status and its pods do not change
+    // for 150 s: five of the old 30 s read timeouts, and past the old watch's warning at 60 s
+    let f = Faulty::with_stages("fquiet", vec![StageSpec::auto("gstg", "gstg")], |_| {});
+    patch_spec(
+        &f,
+        "gstg",
+        &json!({
+            "replicas": 1, "minReadySeconds": 150, "progressDeadlineSeconds": 600,
+            "strategy": { "type": "RollingUpdate",
+                "rollingUpdate": { "maxSurge": 0, "maxUnavailable": 1 } },
+        }),
+    );
+    let config = f.config().rollout_timeout("10m").write();
+
+    // When a release is deployed
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+
+    // Then it waited the rollout out and completed, with no warning at all: a quiet watch is
+    // not a failing one
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(
+        ran.took >= Duration::from_secs(150),
+        "{:?}\n{}",
+        ran.took,
+        ran.said
+    );
+    assert!(!ran.said.contains("WARN"), "{}", ran.said);
+    assert!(!ran.said.contains("are failing"), "{}", ran.said);
+    eprintln!(
+        "faults: a rollout quiet for 150 s: completed in {:.1?}\n{}",
+        ran.took, ran.said
+    );
+    assert_eq!(f.site.image("gstg"), image_of("v2.0.0"));
+    assert!(f.site.rollout_in("local-1", "gstg").0);
+    let deployed = f
+        .site
+        .history("gstg")
+        .iter()
+        .filter(|h| h["action"] == "deployed" && h["version"] == "v2.0.0")
+        .count();
+    assert_eq!(deployed, 1, "{}", ran.said);
+    assert_eq!(f.site.lease_holder("gstg"), "", "{}", ran.said);
+    // and every watch asked the apiserver to end it (timeoutSeconds) and for bookmarks, and was
+    // resumed from a version
+    let watches = f.proxy.seen_matching(&Match::any(&["/"]).watching());
+    assert!(!watches.is_empty());
+    for watch in &watches {
+        assert!(watch.query("timeoutSeconds").is_some(), "{watch:?}");
+        assert_eq!(
+            watch.query("allowWatchBookmarks"),
+            Some("true"),
+            "{watch:?}"
+        );
+        let version = watch.query("resourceVersion").unwrap_or_default();
+        assert!(!version.is_empty() && version != "0", "{watch:?}");
+    }
 }

@@ -392,9 +392,21 @@ pub(super) async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// How long the clean-up after a signal may take: the lock releases and the notification each
+/// get this long, side by side. CI gives a cancelled job's process a few seconds before it kills
+/// it, and a cluster that does not answer would otherwise keep it in a request the retry's
+/// budget allows far longer; a lock not released expires on its own.
+const CLEANUP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The run was stopped by a signal: release every lock it may hold (only ours are released),
 /// tell the notifiers, and say how to finish. Nothing is rolled back: a re-run of the same
 /// command finishes or rolls back from what it finds.
+///
+/// # Guarantees
+///
+/// Returns within [`CLEANUP_WITHIN`] (or at a second signal), however the cluster or the
+/// notifiers answer: the releases (all at once) and the notification run side by side, each
+/// bounded by it.
 async fn interrupted(
     signal: &str,
     plan: &Plan,
@@ -404,35 +416,38 @@ async fn interrupted(
     report::stderr_line(&format!(
         "{signal}: stopping; releasing the deploy lock (a second signal exits at once)"
     ));
-    let cleanup = async {
-        let environments: BTreeSet<&str> =
-            plan.stages.iter().map(|s| s.environment.as_str()).collect();
-        for environment in environments {
-            if let Err(e) = cluster.unlock(environment).await {
-                report::stderr_line(&format!(
+    let environments: BTreeSet<&str> = plan.stages.iter().map(|s| s.environment.as_str()).collect();
+    let release =
+        futures::future::join_all(environments.into_iter().map(|environment| async move {
+            match tokio::time::timeout(CLEANUP_WITHIN, cluster.unlock(environment)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => report::stderr_line(&format!(
                     "could not release the lock of `{environment}` (it expires on its own): {e}"
-                ));
+                )),
+                Err(_) => report::stderr_line(&format!(
+                    "could not release the lock of `{environment}` within {} s: the API server \
+                     did not answer (it expires on its own)",
+                    CLEANUP_WITHIN.as_secs()
+                )),
             }
-        }
+        }));
+    let tell = async {
         let ctx = context_for(plan, None, None, &StageLive::default());
-        notify
-            .send(
-                None,
-                EventKind::DeployFailed,
-                &ctx,
-                &format!(
-                    "interrupted by {signal}; re-run the same command to finish: {}",
-                    plan.command
-                ),
-            )
-            .await;
+        let message = format!(
+            "interrupted by {signal}; re-run the same command to finish: {}",
+            plan.command
+        );
+        let sent = notify.send(None, EventKind::DeployFailed, &ctx, &message);
+        if tokio::time::timeout(CLEANUP_WITHIN, sent).await.is_err() {
+            report::stderr_line(&format!(
+                "the notifiers were not told within {} s",
+                CLEANUP_WITHIN.as_secs()
+            ));
+        }
     };
     tokio::select! {
-        () = cleanup => {}
+        _ = async { futures::join!(release, tell) } => {}
         _ = shutdown_signal() => report::stderr_line("second signal: exiting without cleaning up"),
-        () = tokio::time::sleep(std::time::Duration::from_secs(20)) => {
-            report::stderr_line("cleanup took over 20s: exiting; the lock expires on its own");
-        }
     }
     Ending {
         outcome: "interrupted",

@@ -17,14 +17,14 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams, WatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 
 use super::pods::{PodFailure, PodView, pod_failure};
 use super::retry;
-use super::watch::{WATCH_SECONDS, follow, read_named, watch_each};
+use super::watch::{follow, read_named, watch_each, watch_params};
 use super::{ClusterError, FIELD_MANAGER, KubeCluster, Object};
 
 /// Applies [`KubeCluster::apply_images_each`] keeps in flight at once (each is one connection
@@ -430,7 +430,10 @@ impl KubeCluster {
     /// passes. `progress` is called with the first state seen and on every change after it.
     ///
     /// A watch, not polling; a closed or failed watch is resumed from the last resourceVersion
-    /// (bounded consecutive failures, see [`ClusterError::Api`]).
+    /// (failing watch requests are ridden out for 30 s, see [`ClusterError::Api`]). A rollout
+    /// whose status does not change for minutes is waited for as long as `timeout` allows: a
+    /// quiet watch is not a failing one, so the rollout ends only by the progress deadline,
+    /// `timeout`, or (in [`Self::wait_rollouts`]) a pod that cannot run.
     pub async fn wait_rollout(
         &self,
         ns: &str,
@@ -451,7 +454,8 @@ impl KubeCluster {
     /// the wait ends at the first pod of a Deployment's current template that cannot run (see
     /// [`pod_failure`]): that Deployment has failed, with the pod's reason and message, and
     /// those not finished yet are [`RolloutOutcome::Unfinished`]. Without the permission to
-    /// watch pods, the wait goes on without it (said once, as a warning).
+    /// watch pods, the wait goes on without it (said once, as a warning). Both watches are
+    /// resumed, ridden out and bounded alike (see `watch::follow`).
     pub async fn wait_rollouts(
         &self,
         ns: &str,
@@ -512,7 +516,7 @@ impl KubeCluster {
                 state: &state,
                 failed: false,
             };
-            let params = WatchParams::default().timeout(WATCH_SECONDS);
+            let params = watch_params();
             let all = Object::new("pods", ns, "*");
             if let Err(e) = follow(&api, &self.server, all, &params, &mut follower).await {
                 tracing::warn!(

@@ -2,8 +2,24 @@
 //!
 //! A raw watch (not polling) that resumes from the last `resourceVersion` seen when the server
 //! closes the stream, re-reads the object when that version is too old (410 Gone), and gives up
-//! after a bounded number and time of consecutive failures. It has no timeout of its own: callers wrap it
-//! in [`tokio::time::timeout`].
+//! once its watch requests have failed for [`PATIENCE`]. It has no timeout of its own: callers
+//! wrap it in [`tokio::time::timeout`].
+//!
+//! # Guarantees
+//!
+//! - A quiet watch is not a failing one. Each watch request asks the server to end it after
+//!   [`WATCH_SECONDS`] (`timeoutSeconds`) and for bookmarks (`allowWatchBookmarks`, which keep
+//!   its `resourceVersion` fresh however quiet the objects are); the client waits longer than
+//!   that for the stream's next line (`WATCH_READ_TIMEOUT`). A stream the server ended, or one
+//!   that ran its full [`WATCH_SECONDS`] however it ended, is resumed at once and counts as
+//!   neither a failure nor an outage.
+//! - A watch request the server does not answer within `READ_TIMEOUT` fails; failures are
+//!   ridden out for [`PATIENCE`] from the first failed request (hangs included) and told as
+//!   requests are (see `retry::Patience`): the warning names the time left, and the watch gives
+//!   up by then at the latest.
+//! - The server answering a watch request (200) ends an outage being told; a stream that then
+//!   breaks before delivering anything still backs off, growing, so a server that accepts
+//!   watches and cuts them at once is not asked ten times a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -16,58 +32,40 @@ use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::retry::{self, ATTEMPTS};
-use super::{ClusterError, Object, Server};
+use super::retry::{self, Patience};
+use super::{ClusterError, Object, READ_TIMEOUT, Server};
 
 /// Seconds the server keeps one watch request open; the watch is then resumed.
 pub(super) const WATCH_SECONDS: u32 = 60;
-/// How long consecutive watch failures are ridden out (with [`retry::backoff`] between tries)
-/// before giving up, and at least [`ATTEMPTS`] of them: long enough for an API server (or its
-/// etcd) to be restarted under a running rollout watch.
-const PATIENCE: Duration = Duration::from_secs(30);
+/// How long failing watch requests are ridden out before the watch gives up, from the start of
+/// the first: long enough for an API server (or its etcd) to be restarted under a running
+/// rollout watch.
+pub(super) const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Consecutive failures of a watch: whether to give up, else how long to wait.
-#[derive(Debug, Default)]
-struct Failures {
-    count: u32,
-    since: Option<Instant>,
+/// The parameters of every watch request: ended by the server after [`WATCH_SECONDS`], with
+/// bookmarks (Kubernetes 1.17 and later send one shortly before the end).
+pub(super) fn watch_params() -> WatchParams {
+    let mut params = WatchParams::default().timeout(WATCH_SECONDS);
+    params.bookmarks = true;
+    params
 }
 
-impl Failures {
-    /// Counts one more failure; `true` when the watch should give up.
-    fn fail(&mut self) -> bool {
-        self.count += 1;
-        let since = *self.since.get_or_insert_with(Instant::now);
-        self.count >= ATTEMPTS && since.elapsed() >= PATIENCE
-    }
+/// How a watch stream ended.
+#[derive(Debug)]
+enum Ended {
+    /// The server ended it, or it ran its full [`WATCH_SECONDS`]: resume at once.
+    Normally,
+    /// It broke, or the server sent an error: a failure.
+    Failed(kube::Error),
+    /// The version watched from is too old, and the objects were read afresh.
+    Resync,
+}
 
-    fn reset(&mut self) {
-        *self = Failures::default();
-    }
-
-    /// Tells `server`'s outage (see [`Server::failing`]) at the [`retry::TOLD_AFTER`]-th
-    /// consecutive failure, `err`.
-    fn tell(&self, server: &Server, err: &kube::Error) {
-        if self.count == retry::TOLD_AFTER
-            && let Some(since) = self.since
-        {
-            server.failing(
-                err,
-                since.into_std(),
-                PATIENCE.saturating_sub(since.elapsed()),
-            );
-        }
-    }
-
-    /// An event came: the failures are over, and so is any outage of `server` being told.
-    fn recovered(&mut self, server: &Server) {
-        server.answered();
-        self.reset();
-    }
-
-    fn backoff(&self) -> Option<Duration> {
-        (self.count > 0).then(|| retry::backoff(self.count))
-    }
+/// Whether a stream that broke with `err` after running for `ran` had lived its life: the
+/// server ends it after [`WATCH_SECONDS`], and a connection cut around then (by a proxy or
+/// load balancer, or the client's read timeout if the end never came) lost nothing.
+fn lived_its_life(ran: Duration) -> bool {
+    ran >= Duration::from_secs(u64::from(WATCH_SECONDS))
 }
 
 /// Reads the object, then watches it, calling `decide` on the first state and every change, until
@@ -114,8 +112,8 @@ where
 /// # Errors
 ///
 /// [`ClusterError::NotFound`] when a named object does not exist, or is deleted before `done`
-/// said `true` for it; [`ClusterError::Api`] after at least [`ATTEMPTS`] consecutive failed
-/// watch requests spanning [`PATIENCE`], or at once for a failure that is not transient.
+/// said `true` for it; [`ClusterError::Api`] once watch requests have failed for [`PATIENCE`],
+/// or at once for a failure that is not transient.
 pub(super) async fn watch_each<K>(
     api: &Api<K>,
     server: &Server,
@@ -128,7 +126,7 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let listed = names.join("`, `");
-    let mut params = WatchParams::default().timeout(WATCH_SECONDS);
+    let mut params = watch_params();
     if let [name] = names {
         params = params.fields(&format!("metadata.name={name}"));
     }
@@ -166,12 +164,13 @@ pub(super) trait Follower<K> {
 /// Reads with `follower`, then watches `api` with `params` from the version read, telling
 /// `follower` of every change until it says it is over. Resumes from the last version seen when
 /// the server closes the stream, reads afresh when that version is too old (410 Gone), and
-/// rides out transient failures (see [`Failures`]). `all` names what is watched in errors.
+/// rides out failing watch requests for [`PATIENCE`] (see the module's guarantees). `all` names
+/// what is watched in errors.
 ///
 /// # Errors
 ///
-/// What `follower` returns; [`ClusterError::Api`] after at least [`ATTEMPTS`] consecutive
-/// failed watch requests spanning [`PATIENCE`], or at once for a failure that is not transient.
+/// What `follower` returns; [`ClusterError::Api`] once watch requests have failed for
+/// [`PATIENCE`], or at once for a failure that is not transient.
 pub(super) async fn follow<K, F>(
     api: &Api<K>,
     server: &Server,
@@ -187,9 +186,14 @@ where
     if follower.over() {
         return Ok(());
     }
-    let mut failures = Failures::default();
+    // Failed watch requests, within PATIENCE; and the streams in a row that broke before they
+    // delivered anything, for the back-off (a request answered 200 is not a failed one).
+    let mut patience = Patience::new(PATIENCE);
+    let mut broken = 0;
     loop {
-        let stream = match api.watch(params, &version).await {
+        let began = Instant::now();
+        let limit = patience.limit(began).min(READ_TIMEOUT);
+        let stream = match patience.bound(limit, api.watch(params, &version)).await {
             Ok(stream) => stream,
             Err(kube::Error::Api(status)) if status.code == 410 => {
                 version = follower.read().await?;
@@ -199,19 +203,31 @@ where
                 continue;
             }
             Err(err) => {
-                if failures.fail() || !retry::is_transient(&err) {
+                let wait = retry::delay(patience.count() + 1, &err);
+                if !retry::is_transient(&err) || !patience.failed(began, wait) {
                     return Err(all.api_error("watch", err));
                 }
-                failures.tell(server, &err);
-                tokio::time::sleep(failures.backoff().unwrap_or_default()).await;
+                if !patience.tell(server, &err) {
+                    tracing::debug!(object = %all, error = %err, "watch request failed; retrying");
+                }
+                tokio::time::sleep(wait).await;
                 continue;
             }
         };
+        // Answered: whatever the stream does next, the server is there.
+        patience.reset();
+        server.answered();
+        let mut delivered = false;
         let mut stream = stream.boxed();
-        while let Some(event) = stream.next().await {
+        let ended = loop {
+            let Some(event) = stream.next().await else {
+                break Ended::Normally;
+            };
+            if event.is_ok() {
+                delivered = true;
+            }
             match event {
                 Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj)) => {
-                    failures.recovered(server);
                     if let Some(seen) = obj.resource_version() {
                         version = seen;
                     }
@@ -238,27 +254,26 @@ where
                     if follower.over() {
                         return Ok(());
                     }
-                    break;
+                    break Ended::Resync;
                 }
                 Ok(WatchEvent::Error(status)) => {
                     tracing::debug!(object = %all, ?status, "watch error event");
-                    if failures.fail() {
-                        return Err(all.api_error("watch", kube::Error::Api(status)));
-                    }
-                    break;
+                    break Ended::Failed(kube::Error::Api(status));
                 }
-                Err(err) => {
-                    tracing::debug!(object = %all, error = %err, "watch stream failed; resuming");
-                    if failures.fail() {
-                        return Err(all.api_error("watch", err));
-                    }
-                    failures.tell(server, &err);
-                    break;
+                Err(err) if lived_its_life(began.elapsed()) => {
+                    tracing::debug!(object = %all, error = %err, "watch stream ended at its time");
+                    break Ended::Normally;
                 }
+                Err(err) => break Ended::Failed(err),
             }
-        }
-        if let Some(wait) = failures.backoff() {
-            tokio::time::sleep(wait).await;
+        };
+        match ended {
+            Ended::Normally | Ended::Resync => broken = 0,
+            Ended::Failed(err) => {
+                tracing::debug!(object = %all, error = %err, "watch stream broke; resuming");
+                broken = if delivered { 1 } else { broken + 1 };
+                tokio::time::sleep(retry::delay(broken, &err)).await;
+            }
         }
     }
 }
@@ -386,19 +401,70 @@ where
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_watch_pool_waits_past_the_server_s_end_of_a_watch() {
+        let server_ends = Duration::from_secs(u64::from(WATCH_SECONDS));
+        assert!(super::super::WATCH_READ_TIMEOUT > server_ends);
+        assert!(
+            READ_TIMEOUT < server_ends,
+            "a request's read timeout would cut watches"
+        );
+        let params = watch_params();
+        assert_eq!(params.timeout, Some(WATCH_SECONDS));
+        assert!(params.bookmarks);
+    }
+
+    #[test]
+    fn a_stream_that_ran_its_full_time_lived_its_life_however_it_ended() {
+        let table = [
+            ("cut at once", Duration::ZERO, false),
+            (
+                "cut by the old 30 s read timeout",
+                Duration::from_secs(30),
+                false,
+            ),
+            ("ended by the server", Duration::from_mins(1), true),
+            (
+                "cut by the watch pool's read timeout",
+                super::super::WATCH_READ_TIMEOUT,
+                true,
+            ),
+        ];
+        for (what, ran, lived) in table {
+            assert_eq!(lived_its_life(ran), lived, "{what}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn consecutive_failures_are_ridden_out_for_a_bounded_time() {
-        let mut failures = Failures::default();
+    async fn failing_watch_requests_are_ridden_out_for_their_patience_and_no_longer() {
+        let server = Server::new("local-1".into());
+        let mut patience = Patience::new(PATIENCE);
         let started = Instant::now();
         let mut tries = 0;
-        while !failures.fail() {
+        loop {
             tries += 1;
-            tokio::time::sleep(failures.backoff().expect("a failure waits")).await;
+            let began = Instant::now();
+            // A watch request that hangs until it is abandoned.
+            let limit = patience.limit(began).min(READ_TIMEOUT);
+            let err = patience
+                .bound(limit, std::future::pending::<Result<(), kube::Error>>())
+                .await
+                .expect_err("never answered");
+            let wait = retry::delay(patience.count() + 1, &err);
+            if !patience.failed(began, wait) {
+                break;
+            }
+            patience.tell(&server, &err);
+            tokio::time::sleep(wait).await;
         }
-        assert!(started.elapsed() >= PATIENCE, "{:?}", started.elapsed());
-        assert!(started.elapsed() <= PATIENCE + Duration::from_secs(3));
-        assert!(tries >= ATTEMPTS - 1, "{tries}");
-        failures.reset();
-        assert_eq!(failures.backoff(), None);
+        let told = server.told().expect("told at the first hang");
+        assert_eq!(told.gives_up - told.left, started + READ_TIMEOUT);
+        assert!(
+            Instant::now() <= told.gives_up,
+            "gave up after the time told"
+        );
+        assert!(started.elapsed() <= PATIENCE);
+        assert!(started.elapsed() + Duration::from_secs(3) >= PATIENCE);
+        assert_eq!(tries, 3, "three requests of 10 s");
     }
 }
