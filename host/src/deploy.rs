@@ -432,6 +432,35 @@ impl<'a> KubePorts<'a> {
     }
 }
 
+/// Whether the image of `container` was set by someone else after tagship deployed: the
+/// Deployment carries tagship's version annotation, the image's owner (by `managedFields`) is
+/// another field manager, and the image is not that version. Said as people need it:
+/// "serves v3.0.0, set by field manager `helm` at T; tagship deployed v3.1.0 at T'".
+fn drift(
+    live: &crate::cluster::LiveDeployment,
+    container: &str,
+    serving: Option<&Version>,
+) -> Option<String> {
+    let deployed = live.annotations.get(ANNOTATION_VERSION)?;
+    let owner = live.image_owners.get(container)?;
+    if owner.manager == crate::cluster::FIELD_MANAGER
+        || serving.is_some_and(|v| v.as_str() == deployed.as_str())
+    {
+        return None;
+    }
+    let serves = serving.map_or_else(
+        || format!("`{}`", live.image_of(container).map_or("", String::as_str)),
+        ToString::to_string,
+    );
+    let when = |at: Option<&String>| at.map(|t| format!(" at {t}")).unwrap_or_default();
+    Some(format!(
+        "serves {serves}, set by field manager `{}`{}; tagship deployed {deployed}{}",
+        owner.manager,
+        when(owner.time.as_ref()),
+        when(live.annotations.get(ANNOTATION_AT))
+    ))
+}
+
 /// The containers (and init containers) of `live` whose image tagship sets for `workload`:
 /// those it names, each of which must run one of `repositories`; by default every one running
 /// one of them. The error completes a sentence about the Deployment ("… has no container …").
@@ -490,7 +519,7 @@ impl Cluster for KubePorts<'_> {
         let repositories = self.config.component_repositories(stage);
         let reads = clusters
             .iter()
-            .map(|cluster| cluster.deployments(&stage.namespace, &names));
+            .map(|cluster| cluster.deployments_owned(&stage.namespace, &names));
         let mut workloads = Vec::new();
         for (cluster, read) in clusters.iter().zip(join_all(reads).await) {
             let found = read.map_err(port)?;
@@ -523,11 +552,13 @@ impl Cluster for KubePorts<'_> {
                     .and_then(|v| v.parse().ok());
                 for container in containers {
                     let image = live.image_of(&container).cloned().unwrap_or_default();
+                    let version = self.version_of(&image);
                     workloads.push(WorkloadLive {
                         cluster: cluster.context().to_owned(),
                         namespace: stage.namespace.clone(),
                         name: format!("{}/{container}", workload.deployment),
-                        version: self.version_of(&image),
+                        drift: drift(live, &container, version.as_ref()),
+                        version,
                         image,
                         previous: previous.clone(),
                         complete,

@@ -169,3 +169,72 @@ fn no_path_moves_a_stage_below_its_post_deployment_migrations_without_force() {
     );
     assert_eq!(site.image("gstg"), image_of("v1.5.0"));
 }
+
+#[test]
+fn drift_by_another_field_manager_is_named_by_status_plan_and_deploy_which_applies_again() {
+    // Given v2.0.0 deployed, then the chart's Helm release setting the registry's image back
+    // to v1.0.0 (server-side, taking the field over)
+    let site = Site::builder("stdrift")
+        .stages(vec![StageSpec::auto("gstg", "gstg")])
+        .create();
+    let config = site.config().write();
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    let ns = site.ns("gstg");
+    let helm = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "gitlab-registry", "namespace": ns },
+        "spec": { "selector": { "matchLabels": { "app": "registry" } },
+            "template": { "metadata": { "labels": { "app": "registry" } },
+                "spec": { "containers": [
+                    { "name": "registry", "image": image_of("v1.0.0") } ] } } },
+    });
+    let path = site.dir().join("helm.json");
+    std::fs::write(&path, helm.to_string()).expect("write");
+    kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "helm",
+        "--force-conflicts",
+        "-f",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(site.image("gstg"), image_of("v1.0.0"));
+
+    // When status and plan are asked for
+    let status = command(&config, &["status"], &["--no-health"]);
+    let plan = command(&config, &["plan"], &["--version", "v2.0.0", "--no-health"]);
+    // Then they name the drift: what serves, set by whom and when, against tagship's deploy
+    for ran in [&status, &plan] {
+        assert_eq!(ran.code, 0, "{}", ran.said);
+        assert!(
+            ran.stdout
+                .contains("drift: serves v1.0.0, set by field manager `helm` at 20")
+                && ran.stdout.contains("tagship deployed v2.0.0 at 20"),
+            "{}",
+            ran.said
+        );
+    }
+    let json = command(&config, &["status"], &["--no-health", "--output", "json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("status JSON");
+    let drifted = value["stages"][0]["live"]
+        .as_array()
+        .expect("workloads")
+        .iter()
+        .filter(|w| w["drift"].is_string())
+        .count();
+    assert_eq!(drifted, 1, "only the registry container drifted: {value}");
+
+    // When v2.0.0 is deployed again, Then it says so and takes the image back
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+    assert_eq!(ran.code, 0, "{}", ran.said);
+    assert!(
+        ran.said.contains("drift: `gitlab-registry/registry` in `local-1` serves v1.0.0, set by field manager `helm`"),
+        "{}",
+        ran.said
+    );
+    assert_eq!(site.image("gstg"), image_of("v2.0.0"));
+    let status = command(&config, &["status"], &["--no-health"]);
+    assert!(!status.stdout.contains("drift:"), "{}", status.said);
+}

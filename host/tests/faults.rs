@@ -897,7 +897,7 @@ fn a_sigterm_while_the_apiserver_hangs_ends_the_run_within_seconds() {
         "never applied\n{}",
         run.said()
     );
-    assert_eq!(f.site.lease_holder("gstg"), site::HOLDER);
+    assert_eq!(f.site.lease_holder_who("gstg"), site::HOLDER);
     let hung = hang_everything(&f);
     assert!(
         eventually(Duration::from_secs(40), || f.proxy.injected(hung) > 0),
@@ -925,7 +925,7 @@ fn a_sigterm_while_the_apiserver_hangs_ends_the_run_within_seconds() {
         "faults: SIGTERM while the apiserver hangs: exited {:.1?} after it\n{said}",
         ended.saturating_sub(sent)
     );
-    assert_eq!(f.site.lease_holder("gstg"), site::HOLDER, "{said}");
+    assert_eq!(f.site.lease_holder_who("gstg"), site::HOLDER, "{said}");
 }
 
 /// Issue 14, point 11: the 30 s read timeout cut every quiet watch, each cut counted as a failure

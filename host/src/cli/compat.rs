@@ -299,6 +299,7 @@ mod tests {
             previous: None,
             complete: true,
             paused: false,
+            drift: None,
         }
     }
 

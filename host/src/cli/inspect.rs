@@ -447,6 +447,8 @@ fn workloads_json(live: &StageLive) -> Value {
                     "version": w.version.as_ref().map(ToString::to_string),
                     "previous_version": w.previous.as_ref().map(ToString::to_string),
                     "rolled_out": w.complete,
+                    "paused": w.paused,
+                    "drift": w.drift,
                 })
             })
             .collect(),
@@ -581,6 +583,12 @@ fn stage_text(stage: &Value, target: Option<&Version>) -> String {
                 }
                 if w["rolled_out"] != Value::Bool(true) {
                     text.push_str(" (rollout not complete)");
+                }
+                if w["paused"] == Value::Bool(true) {
+                    text.push_str(" (paused)");
+                }
+                if let Some(drift) = w["drift"].as_str() {
+                    let _ = write!(text, "\n      drift: {drift}");
                 }
             }
         }

@@ -960,11 +960,10 @@ fn apply_body(
             container: container.clone(),
         });
     }
-    let matches = images.iter().all(|(c, i)| current.image_of(c) == Some(i))
-        && annotations
-            .iter()
-            .all(|(k, v)| current.annotations.get(k) == Some(v));
-    if matches {
+    // A Deployment that already runs these images is left alone, annotations included: they
+    // describe the apply that set its images, which stays true (so a rollback after an apply
+    // refused part-way touches only what that apply changed).
+    if images.iter().all(|(c, i)| current.image_of(c) == Some(i)) {
         return Ok(None);
     }
     // What tagship sends of each list: the images asked for, and those it applied before.
@@ -1402,6 +1401,20 @@ mod tests {
         let body = apply_to_managed(
             &map(&[("registry", "r:v1"), ("sidecar", "s:v9")]),
             &map(&[("team", "y")]),
+        )
+        .expect("known containers");
+        assert_eq!(body, None);
+    }
+
+    #[test]
+    fn a_deployment_already_running_the_images_keeps_its_annotations() {
+        // A rollback after an apply refused part-way: this Deployment never changed.
+        let body = apply_to_managed(
+            &map(&[("registry", "r:v1")]),
+            &map(&[
+                ("tagship.io/version", "v1"),
+                ("tagship.io/previous-version", "v2"),
+            ]),
         )
         .expect("known containers");
         assert_eq!(body, None);

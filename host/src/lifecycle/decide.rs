@@ -195,6 +195,7 @@ mod tests {
                     previous: None,
                     complete: *complete,
                     paused: false,
+                    drift: None,
                 })
                 .collect(),
         }

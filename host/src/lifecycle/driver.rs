@@ -441,7 +441,19 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
         let Some((previous, resume, live)) = self.after_lock(stage).await? else {
             return Ok(false);
         };
-        self.watermark_allows(stage).await?;
+        self.watermark_allows(stage, &live).await?;
+        for w in live.workloads.iter().filter(|w| w.drift.is_some()) {
+            self.reporter.step(
+                Some(&stage.name),
+                &format!(
+                    "drift: `{}` in `{}` {}; applying {} again",
+                    w.name,
+                    w.cluster,
+                    w.drift.as_deref().unwrap_or_default(),
+                    self.plan.target
+                ),
+            );
+        }
         let ctx = self.context(Some(stage), previous.as_ref(), &live);
         let from = previous
             .as_ref()
@@ -475,9 +487,7 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
             .apply(stage, &self.plan.target, previous.as_ref())
             .await
         {
-            return Err(self
-                .roll_back(stage, &ctx, previous.as_ref(), format!("apply failed: {e}"))
-                .await);
+            return Err(self.apply_failed(stage, &ctx, previous.as_ref(), &e).await);
         }
         match self.cluster.wait_rollout(stage).await {
             Ok(Completion::Succeeded) => self.reporter.step(Some(&stage.name), "rollout complete"),
@@ -590,8 +600,20 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
     }
 
     /// The post-deployment migration watermark rule, for a deploy as for a rollback: nothing
-    /// moves a stage below the migrations that ran in its environment without `--force`.
-    async fn watermark_allows(&self, stage: &StagePlan) -> Result<(), DeployOutcome> {
+    /// moves a stage below the migrations that ran in its environment without `--force`. Only a
+    /// downgrade (a version older than one live) can: a deploy upwards reads no watermark.
+    async fn watermark_allows(
+        &self,
+        stage: &StagePlan,
+        live: &StageLive,
+    ) -> Result<(), DeployOutcome> {
+        let downgrade = live
+            .workloads
+            .iter()
+            .any(|w| w.version.as_ref().is_some_and(|v| *v > self.plan.target));
+        if !downgrade {
+            return Ok(());
+        }
         let mark = self
             .cluster
             .watermark(&stage.environment)
@@ -809,6 +831,41 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
                 self.rollback_failed(stage, ctx, to, &reason, &e.to_string())
                     .await
             }
+        }
+    }
+
+    /// The apply failed: when it changed nothing (the stage reads as before), the stage failed
+    /// with nothing applied; when it changed part of the stage (or the stage cannot be read to
+    /// tell), the stage is rolled back, so it never stays on two versions.
+    async fn apply_failed(
+        &self,
+        stage: &StagePlan,
+        ctx: &DeployContext,
+        previous: Option<&Version>,
+        error: &PortError,
+    ) -> DeployOutcome {
+        let applied_somewhere = match self.cluster.live(stage).await {
+            Ok(live) => live
+                .workloads
+                .iter()
+                .any(|w| w.version.as_ref() == Some(&self.plan.target)),
+            Err(_) => true,
+        };
+        if applied_somewhere {
+            self.roll_back(
+                stage,
+                ctx,
+                previous,
+                format!("apply failed part-way: {error}"),
+            )
+            .await
+        } else {
+            self.stage_failed(
+                stage,
+                ctx,
+                format!("apply failed: {error}; nothing was applied"),
+            )
+            .await
         }
     }
 
@@ -1278,6 +1335,25 @@ mod tests {
                 .any(|(s, r)| s == "gstg" && r.action == "rolled-back" && r.version == "v1.0.0"),
             "{history:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_apply_that_changed_nothing_fails_the_stage_without_a_rollback() {
+        let cluster = cluster_at("v1.0.0");
+        cluster
+            .apply_refused
+            .lock()
+            .unwrap()
+            .insert("v2.0.0".into());
+        let (outcome, notify, _) = run(&plan("v2.0.0", three_stages()), &cluster).await;
+        assert!(
+            matches!(&outcome, DeployOutcome::Failed { reason, rolled_back_to: None, .. }
+                if reason.contains("nothing was applied")),
+            "{outcome:?}"
+        );
+        assert!(!notify.kinds().contains(&EventKind::RollbackStarted));
+        assert!(notify.kinds().contains(&EventKind::StageFailed));
+        assert_eq!(cluster.history.lock().unwrap()[0].1.action, "failed");
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,6 +60,9 @@ pub struct WorkloadLive {
     pub complete: bool,
     /// Its Deployment is paused (`kubectl rollout pause`): a change would not roll out.
     pub paused: bool,
+    /// Another field manager (Helm, kubectl, a controller) set its image after tagship's
+    /// deploy: what it serves, who set it and when, against what tagship deployed.
+    pub drift: Option<String>,
 }
 
 /// A stage as it is live now.

@@ -96,6 +96,8 @@ pub(crate) struct FakeCluster {
     /// Versions whose apply fails part-way: the stage's first workload takes it, then the
     /// API server refuses the next.
     pub apply_fails: Mutex<BTreeSet<String>>,
+    /// Versions whose apply is refused before it changes anything.
+    pub apply_refused: Mutex<BTreeSet<String>>,
     /// Stages whose Deployments are paused.
     pub paused: Mutex<BTreeSet<String>>,
     /// After this many successful lock calls, someone takes the lock over.
@@ -171,6 +173,7 @@ impl Cluster for FakeCluster {
                     previous: previous.clone(),
                     complete: !incomplete && !v.to_string().contains("crashloop"),
                     paused: self.paused.lock().unwrap().contains(&stage.name),
+                    drift: None,
                 })
                 .collect(),
         })
@@ -251,6 +254,14 @@ impl Cluster for FakeCluster {
             stage: stage.name.clone(),
             version: version.to_string(),
         });
+        if self
+            .apply_refused
+            .lock()
+            .unwrap()
+            .contains(version.as_str())
+        {
+            return Err(PortError::new("the API server answered 503"));
+        }
         let mut live = self.live.lock().unwrap();
         if self.apply_fails.lock().unwrap().contains(version.as_str()) {
             if let Some(first) = live.get_mut(&stage.name).and_then(|v| v.first_mut()) {
