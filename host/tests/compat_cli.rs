@@ -186,3 +186,43 @@ fn a_cluster_whose_version_cannot_be_read_leaves_the_stage_undecided() {
     );
     drop(source);
 }
+
+#[test]
+fn the_app_version_may_be_a_commit_or_an_auto_deploy_version_read_at_the_app_s_commit() {
+    // Given a version source keyed by the app's commit (`{{app_ref}}`), as the app repository's
+    // raw file at a ref is
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let source = runtime.block_on(TestServer::start(|seen| match seen.path.as_str() {
+        "/raw/abc123def45/GITLAB_CONTAINER_REGISTRY_VERSION"
+        | "/raw/6ad5ca9a8b51f3d9b1fe1d0a3e1f4e3b4a5c6d7e/GITLAB_CONTAINER_REGISTRY_VERSION" => {
+            Reply::text(200, "v1.0.0\n")
+        }
+        _ => Reply::text(404, "not found"),
+    }));
+    let site = Site::builder("compref")
+        .stages(vec![StageSpec::auto("gstg", "gstg")])
+        .create();
+    let authority = source.authority();
+    let config = site
+        .config()
+        .toml(&format!(
+            "[plugins.compat]\nsource = \"builtin:rails-compat\"\nallow_hosts = [\"{authority}\"]\nconfig = {{ min_version_url = \"http://{authority}/raw/{{{{app_ref}}}}/GITLAB_CONTAINER_REGISTRY_VERSION\" }}\n"
+        ))
+        .stage("gstg", "pre_checks = [\"compat\"]")
+        .write();
+    let check = |version: &str| command(&config, &["check-compat"], &["--app-version", version]);
+
+    // When the app pipeline passes its commit SHA, or its GitLab auto-deploy version
+    for version in [
+        "6ad5ca9a8b51f3d9b1fe1d0a3e1f4e3b4a5c6d7e",
+        "17.5.202411201400-abc123def45.1a2b3c4d5e6",
+    ] {
+        let ran = check(version);
+        // Then the minimum is read at the app's commit, and the registry is compatible
+        assert_eq!(ran.code, 0, "{version}: {}", ran.said);
+    }
+    // And what is neither is a usage error naming the forms it takes
+    let ran = check("main");
+    assert_eq!(ran.code, 2, "{}", ran.said);
+    assert!(ran.said.contains("nor a git commit SHA"), "{}", ran.said);
+}
