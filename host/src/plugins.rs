@@ -18,7 +18,9 @@ mod http;
 mod limits;
 mod names;
 mod redact;
+mod request;
 mod sandbox;
+mod signature;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -362,16 +364,18 @@ fn read_source(source: &Source) -> Result<(std::borrow::Cow<'static, [u8]>, Stri
 }
 
 /// Reads the plugin's kind and API version from its exported interface names, such as
-/// `tagship:plugin/health@0.1.0`.
+/// `tagship:plugin/health@0.1.0`, and checks the exported function's signature. A component
+/// that exports two kinds is refused: which one a configuration meant cannot be guessed.
 fn identify(
     engine: &Engine,
     component: &Component,
     source: &Source,
 ) -> Result<(PluginKind, String), PluginError> {
     let supported = semver::Version::parse(API_VERSION).expect("API_VERSION is valid semver");
+    let ty = component.component_type();
     let mut exports = Vec::new();
-    let mut incompatible = None;
-    for (name, item) in component.component_type().exports(engine) {
+    let mut kinds: Vec<(PluginKind, &str, &str)> = Vec::new();
+    for (name, item) in ty.exports(engine) {
         exports.push(format!("`{name}`"));
         if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
             continue;
@@ -380,33 +384,56 @@ fn identify(
             continue;
         };
         let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        let Some(kind) = PluginKind::ALL
+        if let Some(kind) = PluginKind::ALL
             .into_iter()
             .find(|k| k.interface() == interface)
-        else {
-            continue;
-        };
-        match semver::Version::parse(version) {
-            Ok(found) if compatible(&supported, &found) => return Ok((kind, found.to_string())),
-            _ => incompatible = Some(version.to_owned()),
+        {
+            kinds.push((kind, name, version));
         }
     }
-    if let Some(found) = incompatible {
-        return Err(PluginError::IncompatibleApi {
-            plugin: source.to_string(),
-            found,
+    let plugin = source.to_string();
+    match kinds.as_slice() {
+        [] => Err(PluginError::NoKnownWorld {
+            plugin,
+            exports: if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            },
             supported: API_VERSION.into(),
-        });
+        }),
+        [(kind, name, version)] => {
+            let found = match semver::Version::parse(version) {
+                Ok(found) if compatible(&supported, &found) => found,
+                _ => {
+                    return Err(PluginError::IncompatibleApi {
+                        plugin,
+                        found: if version.is_empty() {
+                            format!("`{name}`, which carries no API version")
+                        } else {
+                            format!("tagship:plugin@{version}")
+                        },
+                        supported: API_VERSION.into(),
+                    });
+                }
+            };
+            signature::check(engine, &ty, name, *kind).map_err(|m| PluginError::Signature {
+                plugin,
+                function: m.function,
+                found: m.found,
+                expected: m.expected.into(),
+            })?;
+            Ok((*kind, found.to_string()))
+        }
+        several => Err(PluginError::SeveralKinds {
+            plugin,
+            exports: several
+                .iter()
+                .map(|(_, name, _)| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(" and "),
+        }),
     }
-    Err(PluginError::NoKnownWorld {
-        plugin: source.to_string(),
-        exports: if exports.is_empty() {
-            "nothing".into()
-        } else {
-            exports.join(", ")
-        },
-        supported: API_VERSION.into(),
-    })
 }
 
 /// Cargo's rule: same major; for 0.x the same minor; and the host must not be older than the
@@ -454,9 +481,10 @@ impl Plugin {
         self.kind
     }
 
-    /// Redacts the plugin's granted secrets from `text`.
-    pub fn redact(&self, text: &str) -> String {
-        self.env.redactor.redact(text)
+    /// `text` from the plugin, made safe to show: its granted secrets redacted, control and
+    /// bidi characters escaped onto one line.
+    pub fn clean(&self, text: &str) -> String {
+        self.env.redactor.clean(text)
     }
 
     fn wrong_kind(&self, expected: PluginKind) -> PluginError {
@@ -470,19 +498,29 @@ impl Plugin {
     fn new_store(&self, ctx: &DeployContext) -> Store<State> {
         let mut store = Store::new(&self.engine, State::new(self.env.clone(), ctx));
         store.limiter(|state| &mut state.limiter);
-        let budget_ticks = ticks(self.env.limits.cpu);
-        store.set_epoch_deadline(budget_ticks);
+        let limits = &self.env.limits;
+        store.set_epoch_deadline(ticks(limits.cpu.min(limits.wall)));
         store.epoch_deadline_callback(move |mut cx| {
-            // The epoch counts wall time; time the guest spent waiting on the host is not its
-            // CPU time, so extend the deadline by what is left of the real budget.
+            // The epoch counts wall time. The wall limit is a stop wherever the guest is (a
+            // guest that computes after a long wait is stopped too, not only one that waits);
+            // the CPU limit counts the guest's own CPU time, which grows slower than the epoch.
             let state = cx.data_mut();
-            let used = state.cpu_used();
-            let limit = state.env.limits.cpu;
-            if used >= limit {
+            let limits = &state.env.limits;
+            let elapsed = state.started.elapsed();
+            if elapsed >= limits.wall {
+                state.wall_exceeded = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            let used = state.cpu.used();
+            if used >= limits.cpu {
                 state.cpu_exceeded = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
-            Ok(UpdateDeadline::Continue(ticks(limit.saturating_sub(used))))
+            let next = limits
+                .cpu
+                .saturating_sub(used)
+                .min(limits.wall.saturating_sub(elapsed));
+            Ok(UpdateDeadline::Continue(ticks(next)))
         });
         store
     }
@@ -495,7 +533,8 @@ impl Plugin {
     {
         let mut store = self.new_store(ctx);
         let limit = self.env.limits.wall;
-        let outcome = tokio::time::timeout(limit, call(&mut store)).await;
+        let meter = store.data().cpu.clone();
+        let outcome = tokio::time::timeout(limit, meter.meter(call(&mut store))).await;
         let state = store.data_mut();
         let result = match outcome {
             Err(_elapsed) => Err(PluginError::WallTimeout {
@@ -516,6 +555,12 @@ impl Plugin {
                 plugin,
                 limit: self.env.limits.memory_bytes,
                 asked,
+            };
+        }
+        if state.wall_exceeded {
+            return PluginError::WallTimeout {
+                plugin,
+                limit: self.env.limits.wall,
             };
         }
         if state.cpu_exceeded {
@@ -541,9 +586,9 @@ impl Plugin {
             }
             Some(trap) => PluginError::Trapped { plugin, trap: trap.to_string() },
             None if text.contains("pooling") || text.contains("instance count") => {
-                PluginError::Instantiate { plugin, reason: self.env.redactor.redact(&text) }
+                PluginError::Instantiate { plugin, reason: self.env.redactor.clean(&text) }
             }
-            None => PluginError::Trapped { plugin, trap: self.env.redactor.redact(&text) },
+            None => PluginError::Trapped { plugin, trap: self.env.redactor.clean(&text) },
         }
     }
 
@@ -562,7 +607,7 @@ impl Plugin {
     fn returned(&self, message: &str) -> PluginError {
         PluginError::Returned {
             plugin: self.env.name.clone(),
-            message: self.env.redactor.redact(message),
+            message: self.env.redactor.clean(message),
         }
     }
 
@@ -584,7 +629,7 @@ impl Plugin {
         match result {
             Ok(report) => {
                 self.check_size(
-                    report.reason.len() + report.threshold.as_ref().map_or(0, String::len),
+                    encoded(&report.reason) + report.threshold.as_deref().map_or(0, encoded),
                 )?;
                 Ok(HealthReport {
                     status: match report.status {
@@ -593,12 +638,12 @@ impl Plugin {
                         wit_types::HealthStatus::Unknown => HealthStatus::Unknown,
                     },
                     value: report.value,
-                    threshold: report.threshold.map(|t| self.redact(&t)),
-                    reason: self.redact(&report.reason),
+                    threshold: report.threshold.map(|t| self.clean(&t)),
+                    reason: self.clean(&report.reason),
                 })
             }
             Err(message) => {
-                self.check_size(message.len())?;
+                self.check_size(encoded(&message))?;
                 Err(self.returned(&message))
             }
         }
@@ -621,14 +666,16 @@ impl Plugin {
             .await?;
         match result {
             Ok(report) => {
-                self.check_size(report.reasons.iter().map(String::len).sum())?;
+                self.check_size(
+                    LIST_BYTES + report.reasons.iter().map(|r| encoded(r)).sum::<usize>(),
+                )?;
                 Ok(CompatReport {
                     compatible: report.compatible,
-                    reasons: report.reasons.iter().map(|r| self.redact(r)).collect(),
+                    reasons: report.reasons.iter().map(|r| self.clean(r)).collect(),
                 })
             }
             Err(message) => {
-                self.check_size(message.len())?;
+                self.check_size(encoded(&message))?;
                 Err(self.returned(&message))
             }
         }
@@ -655,11 +702,20 @@ impl Plugin {
                     .await
             })
             .await?;
-        result.map_err(|message| match self.check_size(message.len()) {
+        result.map_err(|message| match self.check_size(encoded(&message)) {
             Err(too_large) => too_large,
             Ok(()) => self.returned(&message),
         })
     }
+}
+
+/// Bytes a list takes in the canonical ABI besides its elements (pointer and length).
+const LIST_BYTES: usize = 8;
+
+/// Bytes a string takes in the canonical ABI: its UTF-8 and a pointer and length. A list of
+/// two million empty strings is 16 MB, not 0.
+fn encoded(text: &str) -> usize {
+    LIST_BYTES + text.len()
 }
 
 fn ticks(duration: std::time::Duration) -> u64 {

@@ -63,15 +63,39 @@ pub enum PluginError {
     },
     /// It was built against an API version this tagship cannot serve.
     #[error(
-        "`{plugin}` was built against tagship:plugin@{found}, but this tagship supports tagship:plugin@{supported}; rebuild it with the SDK for {supported}"
+        "`{plugin}` was built against {found}, but this tagship supports tagship:plugin@{supported}; rebuild it with the SDK for {supported}"
     )]
     IncompatibleApi {
         /// The plugin's source.
         plugin: String,
-        /// The version it exports.
+        /// What it exports: `tagship:plugin@VERSION`, or the export that has no version.
         found: String,
         /// The version this tagship supports.
         supported: String,
+    },
+    /// It exports the interface of its kind, but its function has other types than the host's.
+    #[error(
+        "`{plugin}` exports `{function}` as `{found}`, but tagship calls `{expected}` (wit/tagship.wit); rebuild it against the WIT of this tagship"
+    )]
+    Signature {
+        /// The plugin's source.
+        plugin: String,
+        /// `interface#function`.
+        function: String,
+        /// What it exports.
+        found: String,
+        /// What the host calls.
+        expected: String,
+    },
+    /// It exports the interfaces of more than one kind.
+    #[error(
+        "`{plugin}` exports {exports}: a plugin is one kind (health check, notifier or compat check); build one component per kind"
+    )]
+    SeveralKinds {
+        /// The plugin's source.
+        plugin: String,
+        /// The kinds' exports.
+        exports: String,
     },
     /// It needs imports the sandbox does not provide (e.g. `wasi:http`, `wasi:sockets`).
     #[error("`{plugin}` needs an import the tagship sandbox does not provide: {reason}")]
@@ -187,6 +211,8 @@ impl PluginError {
             | PluginError::Compile { .. }
             | PluginError::NoKnownWorld { .. }
             | PluginError::IncompatibleApi { .. }
+            | PluginError::Signature { .. }
+            | PluginError::SeveralKinds { .. }
             | PluginError::Link { .. }
             | PluginError::WrongKind { .. }
             | PluginError::Settings { .. } => Outcome::Usage,
@@ -212,6 +238,8 @@ impl PluginError {
             PluginError::Compile { .. } => "compile",
             PluginError::NoKnownWorld { .. } => "no-known-world",
             PluginError::IncompatibleApi { .. } => "incompatible-api",
+            PluginError::Signature { .. } => "signature",
+            PluginError::SeveralKinds { .. } => "several-kinds",
             PluginError::Link { .. } => "link",
             PluginError::WrongKind { .. } => "wrong-kind",
             PluginError::Settings { .. } => "settings",

@@ -156,7 +156,8 @@ impl Grants {
 
 /// The cloud instance-metadata addresses (`169.254.169.254` on every major cloud,
 /// `fd00:ec2::254` for IPv6 on AWS) and the rest of the link-local range: never reachable by a plugin,
-/// granted or not. Credentials of the machine live there.
+/// granted or not. Credentials of the machine live there. An IPv4 address written inside an IPv6
+/// one ([`embedded_ipv4`]: mapped, compatible, NAT64, 6to4, Teredo) is judged as that IPv4 address.
 #[must_use]
 pub fn is_metadata(ip: std::net::IpAddr) -> bool {
     match ip {
@@ -164,26 +165,60 @@ pub fn is_metadata(ip: std::net::IpAddr) -> bool {
         std::net::IpAddr::V6(v6) => {
             v6 == std::net::Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+                || embedded_ipv4(v6).is_some_and(|v4| v4.is_link_local())
         }
     }
 }
 
+/// The IPv4 address an IPv6 address carries, in every form that reaches it through a
+/// translator or a tunnel: IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`
+/// (deprecated, but still routed by some stacks), NAT64 `64:ff9b::a.b.c.d` and the local-use
+/// NAT64 prefix `64:ff9b:1::/48` (RFC 6052, 8215: the address sits in the last 32 bits for a
+/// /96 prefix), 6to4 `2002:aabb:ccdd::/48` and Teredo `2001:0::/32` (its client address,
+/// inverted, in the last 32 bits).
+#[must_use]
+pub fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let last32 = || std::net::Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match s {
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses, judged as such.
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 1, ..] => {
+            Some(last32())
+        }
+        [0x2002, hi, lo, ..] => Some(std::net::Ipv4Addr::from(
+            (u32::from(hi) << 16) | u32::from(lo),
+        )),
+        [0x2001, 0, ..] => Some(std::net::Ipv4Addr::from(!u32::from(last32()))),
+        _ => None,
+    }
+}
+
 /// Whether a granted host *name* may connect to `ip`: not to loopback, link-local (metadata),
-/// unspecified, multicast or broadcast addresses. Private ranges (10/8, 172.16/12,
-/// 192.168/16, `fc00::/7`) stay reachable: in-cluster services such as Prometheus live there. An
-/// IP address granted explicitly (`127.0.0.1:9090`) is reachable as granted; only names are
-/// filtered, so a DNS answer cannot turn a granted name into the runner's own loopback.
+/// unspecified, multicast or broadcast addresses, nor to an IPv6 address that carries one of
+/// them ([`embedded_ipv4`]). Private ranges (10/8, 172.16/12, 192.168/16, `fc00::/7`) stay
+/// reachable: in-cluster services such as Prometheus live there. An IP address granted
+/// explicitly (`127.0.0.1:9090`) is reachable as granted; only names are filtered, so a DNS
+/// answer cannot turn a granted name into the runner's own loopback.
 #[must_use]
 pub fn name_may_reach(ip: std::net::IpAddr) -> bool {
-    let ip = match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        v4 @ std::net::IpAddr::V4(_) => v4,
+    let reachable = |ip: std::net::IpAddr| {
+        let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+        !(ip.is_loopback()
+            || ip.is_unspecified()
+            || ip.is_multicast()
+            || is_metadata(ip)
+            || broadcast)
     };
-    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
-    !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || is_metadata(ip) || broadcast)
+    match ip {
+        std::net::IpAddr::V6(v6) => {
+            reachable(ip) && embedded_ipv4(v6).is_none_or(|v4| reachable(std::net::IpAddr::V4(v4)))
+        }
+        v4 @ std::net::IpAddr::V4(_) => reachable(v4),
+    }
 }
 
 /// Why a request was refused.
@@ -316,6 +351,9 @@ mod tests {
             "172.16.0.1",
             "93.184.216.34",
             "fd12::1",
+            "64:ff9b::a00:5",
+            "2002:a00:5::1",
+            "2606:4700::1111",
         ] {
             assert!(name_may_reach(ip(allowed)), "{allowed}");
         }
@@ -331,8 +369,34 @@ mod tests {
             "::ffff:169.254.169.254",
             "224.0.0.1",
             "255.255.255.255",
+            // IPv4 inside IPv6: compatible, NAT64 (well-known and local-use), 6to4, Teredo.
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "::0.0.0.0",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::7f00:1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
         ] {
             assert!(!name_may_reach(ip(refused)), "{refused}");
+        }
+    }
+
+    #[test]
+    fn the_metadata_address_is_refused_in_every_ipv6_spelling() {
+        let g = grants(&[
+            "[64:ff9b::a9fe:a9fe]",
+            "[::169.254.169.254]",
+            "[2002:a9fe:a9fe::1]",
+        ]);
+        for url in [
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+            "http://[::169.254.169.254]/latest/meta-data/",
+            "http://[2002:a9fe:a9fe::1]/latest/meta-data/",
+        ] {
+            assert!(matches!(check(&g, url), Err(Denial::Metadata(_))), "{url}");
         }
     }
 

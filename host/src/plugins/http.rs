@@ -11,6 +11,7 @@ use url::Url;
 use super::bindings::wit_http::{HttpError, Request, Response};
 use super::grants::Grants;
 use super::limits::Limits;
+use super::request::{self, Checked, origin};
 
 /// Sends plugin requests within the plugin's grants and limits.
 #[derive(Debug, Clone)]
@@ -20,18 +21,16 @@ pub(crate) struct HttpGate {
     limits: Limits,
 }
 
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
-
-/// Headers a plugin may not set: the runner derives them from the checked URL and the body.
-const FORBIDDEN_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "proxy-authorization",
-    "te",
-    "trailer",
+/// The headers that follow a redirect to another origin (scheme, host or port): those that
+/// describe what the plugin accepts or sends, never one that may carry a credential (any custom
+/// header may: `X-Api-Key`, `X-Gitlab-Token`, `Authorization`, `Cookie`, ...).
+const CROSS_ORIGIN_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "content-type",
+    "user-agent",
 ];
 
 impl HttpGate {
@@ -52,37 +51,34 @@ impl HttpGate {
     }
 
     /// Sends `request`, following at most `http_redirects` redirects, each re-checked.
+    /// Errors name the method and the origin, never the URL's path or query.
     pub(crate) async fn fetch(
         &self,
         request: Request,
         deadline: Instant,
     ) -> Result<Response, HttpError> {
-        let method = request.method.to_ascii_uppercase();
-        if !METHODS.contains(&method.as_str()) {
-            return Err(HttpError::InvalidRequest(format!(
-                "method `{}` is not allowed (one of {})",
-                request.method,
-                METHODS.join(", ")
-            )));
-        }
-        let mut url = Url::parse(&request.url).map_err(|e| {
-            HttpError::InvalidRequest(format!("`{}` is not a valid URL: {e}", request.url))
-        })?;
-        let mut headers = plugin_headers(&request.headers)?;
-        let mut method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
-        let mut body = request.body;
+        let Checked {
+            mut method,
+            mut url,
+            mut headers,
+            mut body,
+        } = request::check(
+            &request.method,
+            &request.url,
+            &request.headers,
+            request.body,
+        )
+        .map_err(|invalid| HttpError::InvalidRequest(invalid.0))?;
         let mut hops = 0u8;
         loop {
             self.grants
                 .check_url(&url)
                 .map_err(|denial| HttpError::Denied(denial.to_string()))?;
+            let target = format!("{method} {}", origin(&url));
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = remaining.min(self.limits.http_timeout);
             if timeout.is_zero() {
-                return Err(HttpError::Timeout(format!(
-                    "no time left for {method} {url}"
-                )));
+                return Err(HttpError::Timeout(format!("no time left for {target}")));
             }
             let mut builder = self
                 .client
@@ -95,18 +91,18 @@ impl HttpGate {
             let mut response = builder
                 .send()
                 .await
-                .map_err(|e| classify(&e, &method, &url, timeout))?;
+                .map_err(|e| classify(e, &target, timeout))?;
             let status = response.status();
             if status.is_redirection()
                 && let Some(location) = response.headers().get(reqwest::header::LOCATION)
             {
                 if hops >= self.limits.http_redirects {
                     return Err(HttpError::Denied(format!(
-                        "{method} {url}: more than {} redirects",
+                        "{target}: more than {} redirects",
                         self.limits.http_redirects
                     )));
                 }
-                let next = redirect_target(&url, location, &method)?;
+                let next = redirect_target(&url, location, &target)?;
                 if status == reqwest::StatusCode::SEE_OTHER
                     || ((status == reqwest::StatusCode::MOVED_PERMANENTLY
                         || status == reqwest::StatusCode::FOUND)
@@ -115,21 +111,21 @@ impl HttpGate {
                     method = reqwest::Method::GET;
                     body = None;
                 }
-                if next.host_str() != url.host_str()
-                    || next.port_or_known_default() != url.port_or_known_default()
-                {
-                    // Credentials meant for one host never follow a redirect to another.
-                    headers.remove(reqwest::header::AUTHORIZATION);
-                    headers.remove("private-token");
-                    headers.remove(reqwest::header::COOKIE);
+                if next.origin() != url.origin() {
+                    // Another origin gets only headers that cannot carry a credential.
+                    let mut kept = reqwest::header::HeaderMap::new();
+                    for (name, value) in &headers {
+                        if CROSS_ORIGIN_HEADERS.contains(&name.as_str()) {
+                            kept.append(name.clone(), value.clone());
+                        }
+                    }
+                    headers = kept;
                 }
                 url = next;
                 hops += 1;
                 continue;
             }
-            let out = self
-                .read_body(&mut response, &method, &url, timeout)
-                .await?;
+            let out = self.read_body(&mut response, &target, timeout).await?;
             let headers = response
                 .headers()
                 .iter()
@@ -154,8 +150,7 @@ impl HttpGate {
     async fn read_body(
         &self,
         response: &mut reqwest::Response,
-        method: &reqwest::Method,
-        url: &Url,
+        target: &str,
         timeout: Duration,
     ) -> Result<Vec<u8>, HttpError> {
         let limit = self.limits.http_response_bytes;
@@ -163,18 +158,18 @@ impl HttpGate {
             && usize::try_from(len).unwrap_or(usize::MAX) > limit
         {
             return Err(HttpError::TooLarge(format!(
-                "{method} {url}: response of {len} bytes is over the limit of {limit} bytes"
+                "{target}: response of {len} bytes is over the limit of {limit} bytes"
             )));
         }
         let mut out = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| classify(&e, method, url, timeout))?
+            .map_err(|e| classify(e, target, timeout))?
         {
             if out.len() + chunk.len() > limit {
                 return Err(HttpError::TooLarge(format!(
-                    "{method} {url}: response body is over the limit of {limit} bytes"
+                    "{target}: response body is over the limit of {limit} bytes"
                 )));
             }
             out.extend_from_slice(&chunk);
@@ -183,35 +178,17 @@ impl HttpGate {
     }
 }
 
-/// The plugin's headers, refusing those the runner sets itself.
-fn plugin_headers(given: &[(String, String)]) -> Result<reqwest::header::HeaderMap, HttpError> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (name, value) in given {
-        if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(HttpError::InvalidRequest(format!(
-                "header `{name}` is set by the runner and cannot be sent by a plugin"
-            )));
-        }
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| HttpError::InvalidRequest(format!("header name `{name}`: {e}")))?;
-        let value = reqwest::header::HeaderValue::from_str(value)
-            .map_err(|e| HttpError::InvalidRequest(format!("header `{name}` value: {e}")))?;
-        headers.append(name, value);
-    }
-    Ok(headers)
-}
-
+/// Where a redirect goes. Its `Location` is never quoted: it may carry a token too.
 fn redirect_target(
     url: &Url,
     location: &reqwest::header::HeaderValue,
-    method: &reqwest::Method,
+    target: &str,
 ) -> Result<Url, HttpError> {
     let location = location.to_str().map_err(|_| {
-        HttpError::Connection(format!("{method} {url}: redirect with a non-text Location"))
+        HttpError::Connection(format!("{target}: redirect with a non-text Location"))
     })?;
-    url.join(location).map_err(|e| {
-        HttpError::Connection(format!("{method} {url}: bad redirect `{location}`: {e}"))
-    })
+    url.join(location)
+        .map_err(|e| HttpError::Connection(format!("{target}: redirect to an invalid URL: {e}")))
 }
 
 /// Resolves granted host names, dropping the addresses a name may not reach
@@ -254,69 +231,22 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-fn classify(
-    err: &reqwest::Error,
-    method: &reqwest::Method,
-    url: &Url,
-    timeout: Duration,
-) -> HttpError {
+/// The error of a request, naming `target` (method and origin). reqwest's own text names the
+/// whole URL, so it is dropped from the error before its chain is read.
+fn classify(err: reqwest::Error, target: &str, timeout: Duration) -> HttpError {
+    let err = err.without_url();
     if let Some(forbidden) =
-        crate::report::causes(err).find_map(|cause| cause.downcast_ref::<ForbiddenAddresses>())
+        crate::report::causes(&err).find_map(|cause| cause.downcast_ref::<ForbiddenAddresses>())
     {
-        return HttpError::Denied(format!("{method} {url}: {forbidden}"));
+        return HttpError::Denied(format!("{target}: {forbidden}"));
     }
     if err.is_timeout() {
         HttpError::Timeout(format!(
-            "{method} {url}: no response within {}s",
+            "{target}: no response within {}s",
             timeout.as_secs_f32()
         ))
     } else {
         // The chain of a reqwest error holds the useful part (refused, reset, DNS, TLS).
-        HttpError::Connection(crate::report::one_line(err))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> Result<reqwest::header::HeaderMap, HttpError> {
-        plugin_headers(
-            &pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    #[test]
-    fn a_plugin_cannot_set_the_host_header_or_framing_headers() {
-        for name in [
-            "Host",
-            "host",
-            "Content-Length",
-            "Transfer-Encoding",
-            "Connection",
-        ] {
-            let err = headers(&[(name, "x")]).unwrap_err();
-            assert!(
-                matches!(err, HttpError::InvalidRequest(ref m) if m.contains("set by the runner")),
-                "{name}"
-            );
-        }
-    }
-
-    #[test]
-    fn ordinary_headers_pass_and_malformed_ones_are_invalid_requests() {
-        let ok = headers(&[("Accept", "application/json"), ("PRIVATE-TOKEN", "t")]).unwrap();
-        assert_eq!(ok.len(), 2);
-        assert!(matches!(
-            headers(&[("bad header", "x")]),
-            Err(HttpError::InvalidRequest(_))
-        ));
-        assert!(matches!(
-            headers(&[("X-Ok", "line\nbreak")]),
-            Err(HttpError::InvalidRequest(_))
-        ));
+        HttpError::Connection(format!("{target}: {}", crate::report::one_line(&err)))
     }
 }

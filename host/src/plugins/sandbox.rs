@@ -49,10 +49,12 @@ pub(crate) struct State {
     /// [`PluginEnv::templated`]).
     vars: Vec<(&'static str, String)>,
     pub(crate) started: Instant,
-    /// Time spent waiting in host I/O; it is not the plugin's CPU time.
-    pub(crate) host_wait: Duration,
+    /// The CPU time of the threads that ran the call (see [`CpuMeter`]).
+    pub(crate) cpu: Arc<CpuMeter>,
     /// Set when the epoch callback stopped the plugin for using up its CPU time.
     pub(crate) cpu_exceeded: bool,
+    /// Set when the epoch callback stopped the plugin for passing its wall-clock limit.
+    pub(crate) wall_exceeded: bool,
     pub(crate) stdout: Captured,
     pub(crate) stderr: Captured,
 }
@@ -64,6 +66,9 @@ impl State {
         } else {
             Vec::new()
         };
+        // Read past the cut by the longest secret form, so one straddling it is redacted whole
+        // before the text is cut (see `flush_logs`).
+        let capture = CAPTURE_BYTES + env.redactor.longest();
         State {
             wasi: None,
             table: ResourceTable::new(),
@@ -72,16 +77,12 @@ impl State {
             env,
             vars,
             started: Instant::now(),
-            host_wait: Duration::ZERO,
+            cpu: Arc::new(CpuMeter::default()),
             cpu_exceeded: false,
-            stdout: Captured::new(64 << 10),
-            stderr: Captured::new(64 << 10),
+            wall_exceeded: false,
+            stdout: Captured::new(capture),
+            stderr: Captured::new(capture),
         }
-    }
-
-    /// Guest CPU time used so far: wall time minus time spent waiting on the host.
-    pub(crate) fn cpu_used(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.host_wait)
     }
 
     /// Forwards captured output and the dropped-line count to the log.
@@ -95,10 +96,12 @@ impl State {
         } = self;
         let name = env.name.as_str();
         for (stream, captured) in [("stdout", &*stdout), ("stderr", &*stderr)] {
-            let text = captured.take();
+            // Redacted whole (a multi-line secret spans lines), then cut, then split.
+            let mut text = env.redactor.redact(&captured.take());
+            truncate(&mut text, CAPTURE_BYTES);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 if log.take(Instant::now()) {
-                    tracing::info!(plugin = %name, stream, "{}", env.redactor.redact(line));
+                    tracing::info!(plugin = %name, stream, "{}", super::redact::escape(line));
                 }
             }
         }
@@ -111,7 +114,7 @@ impl State {
     /// The panic message the guest printed to stderr (Rust's default hook), as
     /// `<message> (at <file:line>)`.
     pub(crate) fn panic_message(&self) -> Option<String> {
-        let text = self.stderr.peek();
+        let text = self.env.redactor.redact(&self.stderr.peek());
         let mut lines = text.lines().skip_while(|l| !l.contains("panicked at"));
         let location = lines
             .next()?
@@ -120,12 +123,90 @@ impl State {
             .trim_end_matches(':')
             .to_owned();
         let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note: ")).collect();
-        Some(
-            self.env
-                .redactor
-                .redact(&format!("{} (at {location})", message.join(" ").trim())),
-        )
+        Some(super::redact::escape(&format!(
+            "{} (at {location})",
+            message.join(" ").trim()
+        )))
     }
+}
+
+/// Bytes of a call's stdout and of its stderr that reach the log.
+const CAPTURE_BYTES: usize = 64 << 10;
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn truncate(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    true
+}
+
+/// The CPU time a call has used: the thread CPU time (`CLOCK_THREAD_CPUTIME_ID`) spent inside
+/// polls of the call's future, added up across polls. A guest runs only while its future is
+/// polled, and a wait of any kind — `http.fetch`, a WASI sleep or `poll`, a slow stdout — leaves
+/// the future pending, so it costs nothing; nor does another task of the runner on the same
+/// thread, or another process on the machine.
+#[derive(Debug, Default)]
+pub(crate) struct CpuMeter {
+    /// Nanoseconds used in finished polls.
+    spent: std::sync::atomic::AtomicU64,
+    /// The thread's CPU clock (ns) when the current poll started; 0 outside a poll.
+    poll_started: std::sync::atomic::AtomicU64,
+}
+
+impl CpuMeter {
+    /// The CPU time used so far, the current poll included. Called on the polling thread.
+    pub(crate) fn used(&self) -> Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut nanos = self.spent.load(Relaxed);
+        let started = self.poll_started.load(Relaxed);
+        if started != 0 {
+            nanos = nanos.saturating_add(thread_cpu_nanos().saturating_sub(started));
+        }
+        Duration::from_nanos(nanos)
+    }
+
+    /// Runs `future`, metering the CPU time of its polls.
+    pub(crate) async fn meter<F: std::future::Future>(self: Arc<Self>, future: F) -> F::Output {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(move |cx| {
+            let start = thread_cpu_nanos().max(1);
+            self.poll_started.store(start, Relaxed);
+            let poll = future.as_mut().poll(cx);
+            self.poll_started.store(0, Relaxed);
+            self.spent
+                .fetch_add(thread_cpu_nanos().saturating_sub(start), Relaxed);
+            poll
+        })
+        .await
+    }
+}
+
+/// This thread's CPU time in nanoseconds.
+#[allow(
+    unsafe_code,
+    reason = "clock_gettime(2) writes one timespec we own; libc has no safe wrapper"
+)]
+fn thread_cpu_nanos() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut now) };
+    if status != 0 {
+        return 0;
+    }
+    u64::try_from(now.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
 }
 
 /// The empty WASI context of one call: stdout and stderr captured, no network, and the
@@ -218,13 +299,9 @@ impl wit_host::Host for State {
         if !self.log.take(Instant::now()) {
             return Ok(());
         }
-        let mut message = self.env.redactor.redact(&message);
-        if message.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
+        // Redacted and escaped first, then cut: a cut never leaves a secret's head.
+        let mut message = self.env.redactor.clean(&message);
+        if truncate(&mut message, MAX_LINE) {
             message.push_str(" [truncated]");
         }
         let plugin = self.env.name.as_str();
@@ -258,19 +335,28 @@ impl wit_http::Host for State {
         &mut self,
         request: wit_http::Request,
     ) -> wasmtime::Result<Result<wit_http::Response, wit_http::HttpError>> {
-        let started = Instant::now();
+        const MAX_FIELD: usize = 2048;
         let deadline = self.started + self.env.limits.wall;
-        let url = self.env.redactor.redact(&request.url);
-        let method = request.method.clone();
+        let redactor = &self.env.redactor;
+        // Every field a guest controls goes through the redactor, then is cut.
+        let field = |text: &str| {
+            let mut text = redactor.clean(text);
+            truncate(&mut text, MAX_FIELD);
+            text
+        };
+        let (method, url) = if tracing::enabled!(tracing::Level::DEBUG) {
+            (field(&request.method), field(&request.url))
+        } else {
+            (String::new(), String::new())
+        };
         let result = self.env.http.fetch(request, deadline).await;
-        self.host_wait += started.elapsed();
         let plugin = self.env.name.as_str();
         match &result {
             Ok(response) => {
                 tracing::debug!(plugin, %method, %url, status = response.status, "plugin http request");
             }
             Err(error) => {
-                tracing::debug!(plugin, %method, %url, error = %self.env.redactor.redact(&format!("{error:?}")), "plugin http request failed");
+                tracing::debug!(plugin, %method, %url, error = %field(&format!("{error:?}")), "plugin http request failed");
             }
         }
         Ok(result)
