@@ -37,7 +37,7 @@ pub use error::PluginError;
 pub use grants::{Denial, Grants, HostGrant};
 pub use limits::Limits;
 pub use names::BUILTIN_NAMES;
-pub use redact::Redactor;
+pub use redact::{Redactor, escape, is_unsafe_char};
 
 use bindings::{compat, health, notifier, wit_types};
 use sandbox::{PluginEnv, State};
@@ -260,7 +260,7 @@ impl PluginHost {
         let (kind, _) = identify(&runtime.engine, &component, &spec.source)?;
         let link_error = |e: wasmtime::Error| PluginError::Link {
             plugin: spec.source.to_string(),
-            reason: format!("{e:#}"),
+            reason: escape(&format!("{e:#}")),
         };
         let pre = runtime
             .linker
@@ -337,7 +337,7 @@ impl PluginHost {
         };
         let component = result.map_err(|e| PluginError::Compile {
             plugin,
-            reason: format!("{e:#}"),
+            reason: escape(&format!("{e:#}")),
         })?;
         compiled.insert(sha256.to_owned(), component.clone());
         Ok(component)

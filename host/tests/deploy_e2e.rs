@@ -555,3 +555,60 @@ fn stages_spanning_two_clusters_get_the_release_in_both_and_are_rolled_back_in_b
         .collect();
     assert_eq!(after, untouched);
 }
+
+#[test]
+fn a_bake_check_whose_request_breaks_every_bound_fails_and_the_runner_rolls_back_and_tells() {
+    // Given a canary baked by a plugin that sends 24,600 request headers (before the sandbox
+    // bounded requests, this panicked inside the `http` crate and killed the runner mid-stage),
+    // and a webhook receiver for every stage
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let receiver = runtime.block_on(TestServer::start(|_| Reply::text(204, "")));
+    let site = Site::new("e2ehostile");
+    let guest = format!("{}/tp_hostile_request.wasm", env!("TAGSHIP_GUESTS_DIR"));
+    let config = site
+        .config()
+        .webhook("hook", &format!("{}/hook", receiver.url()))
+        .toml(&format!(
+            "[plugins.hostile]\nsource = \"{guest}\"\nconfig = {{ headers = \"24600\" }}\n"
+        ))
+        .bake(
+            "gstg-cny",
+            "checks = [\"hostile\"]\nduration = \"6s\"\ninterval = \"1s\"\nfailure_limit = 1",
+        )
+        .write();
+
+    // When v2.0.0 is deployed
+    let ran = deploy(&config, &["--version", "v2.0.0"]);
+
+    // Then the check failed with the plugin's error, the canary was rolled back, the run ended
+    // as a failed deploy (not a crash), the lock is free, and the receiver heard it all
+    assert_eq!(ran.code, 1, "{}", ran.said);
+    assert!(
+        ran.said.contains("invalid request") && ran.said.contains("24600 request headers"),
+        "{}",
+        ran.said
+    );
+    assert!(!ran.said.contains("panicked at"), "{}", ran.said);
+    assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"));
+    assert_eq!(site.image("gstg"), image_of("v1.0.0"));
+    assert_eq!(site.lease_holder("gstg"), "", "the lock is released");
+    let sequence: Vec<String> = heard(&receiver)
+        .iter()
+        .map(|h| format!("{}@{}", h.kind, h.stage))
+        .collect();
+    assert_eq!(
+        sequence,
+        [
+            "deploy-started@",
+            "stage-started@gstg-cny",
+            "stage-failed@gstg-cny",
+            "rollback-started@gstg-cny",
+            "rollback-succeeded@gstg-cny",
+            "deploy-failed@gstg-cny",
+        ],
+        "{}",
+        ran.said
+    );
+    drop(receiver);
+    drop(runtime);
+}

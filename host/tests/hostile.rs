@@ -286,7 +286,10 @@ async fn a_secret_sent_in_a_url_is_redacted_from_the_error_and_the_reason() {
         !err.contains(secret),
         "the secret leaked into the error: {err}"
     );
-    assert!(err.contains("[redacted"), "{err}");
+    assert!(
+        err.contains(&format!("GET http://{closed}:")) && !err.contains("/hook"),
+        "an error about a request names its origin, not its path: {err}"
+    );
 
     // Delivered to a granted host (which cannot be prevented), the reason is still redacted.
     let server = TestServer::start(|_| Reply::text(200, "ok")).await;

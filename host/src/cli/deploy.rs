@@ -221,7 +221,7 @@ fn write_reports(args: &DeployArgs, plan: &Plan, finished: &Finished, ending: &E
     };
     let outputs: [(&Option<PathBuf>, &str, Render); 3] = [
         (&args.json_report, "JSON report", |r| {
-            serde_json::to_string_pretty(&r.json()).unwrap_or_default()
+            crate::report::json(&r.json())
         }),
         (&args.markdown_report, "Markdown summary", |r| r.markdown()),
         (&args.dotenv, "dotenv file", |r| r.dotenv()),

@@ -55,7 +55,8 @@ impl Request {
             .body(value.to_string())
     }
 
-    /// Sends the request through the host. The error carries the host's reason, never the URL.
+    /// Sends the request through the host. The error carries the host's reason and names the
+    /// method and origin (`POST https://hooks.example`), never the URL's path or query.
     pub fn send(&self) -> Result<Response, HttpError> {
         fetch(self)
     }
