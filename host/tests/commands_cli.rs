@@ -215,8 +215,14 @@ fn rollback_returns_a_stage_and_is_refused_below_the_post_migration_watermark() 
 #[test]
 fn a_deploy_stopped_by_sigterm_releases_its_lock_and_a_rerun_finishes() {
     // Given a release that will not roll out before its deadline, so the run is mid-rollout
+    // (fail_fast off: a crash loop is otherwise seen, and rolled back, within a second, and the
+    // signal would race the end of the run)
     let site = Site::new("cmdterm");
-    let config = site.config().write();
+    let config = site
+        .config()
+        .rollout_timeout("20s")
+        .stage("gstg-cny", "fail_fast = false")
+        .write();
     let started = Instant::now();
     let child = deploy_command(&config, &["--version", "v2.0.0-crashloop"])
         .spawn()
@@ -399,9 +405,14 @@ fn a_deploy_in_ci_writes_sections_and_the_json_markdown_and_dotenv_reports() {
 
 #[test]
 fn a_rollback_stopped_by_sigterm_releases_its_lock() {
-    // Given v2.0.0 live in gstg-cny, and a rollback to a release that will not roll out
+    // Given v2.0.0 live in gstg-cny, and a rollback to a release that will not roll out (and
+    // is not failed at once: fail_fast off, as above)
     let site = Site::new("cmdrbterm");
-    let config = site.config().write();
+    let config = site
+        .config()
+        .rollout_timeout("20s")
+        .stage("gstg-cny", "fail_fast = false")
+        .write();
     let ran = deploy(&config, &["--version", "v2.0.0", "--until", "gstg-cny"]);
     assert_eq!(ran.code, 0, "{}", ran.said);
     let started = Instant::now();
