@@ -16,11 +16,20 @@ use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use crate::exit::{EXIT_CODES_HELP, Outcome};
 
+/// `tagship --version`: the release and the plugin API (WIT package) it speaks, so a plugin
+/// author knows which `wit/tagship.wit` to build against.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (plugin API tagship:plugin@",
+    "0.1.0",
+    ")"
+);
+
 /// tagship walks a tagged release through its stages: lock, migrations, server-side apply,
 /// rollout, health checks, rollback, gates and notifications. Checks and notifiers are
 /// sandboxed WebAssembly component plugins.
 #[derive(Debug, Parser)]
-#[command(name = "tagship", version, after_help = EXIT_CODES_HELP, max_term_width = 100)]
+#[command(name = "tagship", version = VERSION, after_help = EXIT_CODES_HELP, max_term_width = 100)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace). `TAGSHIP_LOG` (a tracing filter) overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -238,5 +247,20 @@ fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         }),
         PluginError::IncompatibleApi { .. } => Some("`tagship plugin inspect FILE` shows the API version a plugin was built against".into()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn the_version_names_the_plugin_api_this_tagship_speaks() {
+        assert!(
+            super::VERSION.ends_with(&format!(
+                " (plugin API tagship:plugin@{})",
+                crate::plugins::API_VERSION
+            )),
+            "{}",
+            super::VERSION
+        );
     }
 }

@@ -45,7 +45,9 @@ use sandbox::{PluginEnv, State};
 use crate::context::{DeployContext, Event, EventKind, WorkloadVersion};
 use crate::verdict::{CompatReport, HealthReport, HealthStatus};
 
-/// The plugin API version this tagship implements (the WIT package version).
+/// The plugin API version this tagship implements (the WIT package version). `cli.rs`'s
+/// `VERSION` repeats it for `--version` (`concat!` takes only literals); a unit test keeps
+/// the two equal.
 pub const API_VERSION: &str = "0.1.0";
 
 /// Where a plugin's code comes from.
@@ -134,6 +136,80 @@ pub struct PluginSpec {
     pub limits: Limits,
 }
 
+/// How the sandbox serves one import of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportStatus {
+    /// Linked and usable: tagship's own imports, WASI clocks, random, I/O, stdout and stderr.
+    Provided,
+    /// Linked, so the plugin loads, but every use is refused: `wasi:sockets` (connect is
+    /// `access-denied`), `wasi:filesystem` (no directory is preopened), `wasi:cli/environment`
+    /// (empty), stdin (closed).
+    DeniedAtRunTime,
+    /// Not in the sandbox: the plugin cannot be loaded (`wasi:http`, anything unknown).
+    Missing,
+}
+
+impl fmt::Display for ImportStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ImportStatus::Provided => "provided",
+            ImportStatus::DeniedAtRunTime => "denied at run time",
+            ImportStatus::Missing => "missing",
+        })
+    }
+}
+
+/// One import of a plugin and how the sandbox serves it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Import {
+    /// The interface, e.g. `wasi:sockets/tcp@0.2.9`.
+    pub name: String,
+    /// How it is served.
+    pub status: ImportStatus,
+}
+
+/// How the sandbox serves the import `name` (an interface name with its version). What the
+/// linker holds decides in the end: an import it cannot satisfy is `Missing` whatever this says.
+fn import_status(name: &str) -> ImportStatus {
+    let (interface, version) = name.split_once('@').unwrap_or((name, ""));
+    if let Some(rest) = interface.strip_prefix("tagship:plugin/") {
+        let ours = matches!(rest, "types" | "host" | "http");
+        let line = semver::Version::parse(version)
+            .ok()
+            .zip(semver::Version::parse(API_VERSION).ok())
+            .is_some_and(|(v, host)| compatible(&host, &v));
+        return if ours && line {
+            ImportStatus::Provided
+        } else {
+            ImportStatus::Missing
+        };
+    }
+    let Some(rest) = interface.strip_prefix("wasi:") else {
+        return ImportStatus::Missing;
+    };
+    if !version.starts_with("0.2.") {
+        return ImportStatus::Missing;
+    }
+    let package = rest.split('/').next().unwrap_or_default();
+    match (package, interface) {
+        ("sockets" | "filesystem", _) | (_, "wasi:cli/environment" | "wasi:cli/stdin") => {
+            ImportStatus::DeniedAtRunTime
+        }
+        ("cli" | "clocks" | "io" | "random", _) => ImportStatus::Provided,
+        _ => ImportStatus::Missing,
+    }
+}
+
+/// What a plugin that needs `import` should use instead, for a link error.
+fn instead_of(import: &str) -> &'static str {
+    if import.starts_with("wasi:http") {
+        "outbound HTTP goes through `tagship:plugin/http` (the SDKs' `get`/`post_json`), which checks every request against the plugin's grants; build without `wasi:http`: componentize-js with `-d http fetch-event`, componentize-py without importing `wasi:http` (e.g. `--stub-wasi` or plain `tagship_plugin.get`), Rust without the `wasi` crate's http feature"
+    } else {
+        "the sandbox provides `tagship:plugin/{host,http,types}` and WASI 0.2 (cli, clocks, io, random; sockets and filesystem linked but denied); rebuild without this import"
+    }
+}
+
 /// What `tagship plugin inspect` shows.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Inspection {
@@ -143,8 +219,8 @@ pub struct Inspection {
     pub kind: PluginKind,
     /// The API version it was built against.
     pub api_version: String,
-    /// Every import it needs, by name.
-    pub imports: Vec<String>,
+    /// Every import it needs, and how the sandbox serves it.
+    pub imports: Vec<Import>,
     /// Every export it provides, by name.
     pub exports: Vec<String>,
     /// Size of the wasm in bytes.
@@ -152,6 +228,9 @@ pub struct Inspection {
     /// sha256 of the wasm, hex.
     pub sha256: String,
 }
+
+/// A load slower than this is worth a warning naming `plugin precompile`.
+const SLOW_LOAD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The engine and the linker plugins are instantiated with.
 struct Runtime {
@@ -227,12 +306,15 @@ impl PluginHost {
             })
     }
 
-    /// Reads a plugin's kind, API version, imports, size and hash without running it.
+    /// Reads a plugin's kind, API version, imports, size and hash without running it, and
+    /// checks that it links (a plugin that cannot be loaded is an error here too).
     pub fn inspect(&self, source: &Source) -> Result<Inspection, PluginError> {
         let (wasm, sha256) = read_source(source)?;
         let component = self.compile(source, &wasm, &sha256)?;
-        let engine = &self.runtime()?.engine;
+        let runtime = self.runtime()?;
+        let engine = &runtime.engine;
         let (kind, api_version) = identify(engine, &component, source)?;
+        link(runtime, &component, source)?;
         let ty = component.component_type();
         Ok(Inspection {
             source: source.to_string(),
@@ -240,7 +322,10 @@ impl PluginHost {
             api_version,
             imports: ty
                 .imports(engine)
-                .map(|(name, _)| name.to_owned())
+                .map(|(name, _)| Import {
+                    name: name.to_owned(),
+                    status: import_status(name),
+                })
                 .collect(),
             exports: ty
                 .exports(engine)
@@ -249,6 +334,26 @@ impl PluginHost {
             size: wasm.len(),
             sha256,
         })
+    }
+
+    /// The on-disk cache directory, when usable.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.disk.as_ref().map(engine::ArtifactCache::dir)
+    }
+
+    /// Compiles a plugin into the on-disk cache, after checking that it is a plugin that links.
+    /// `Ok(true)` when it was there already.
+    pub fn precompile(&self, source: &Source) -> Result<bool, PluginError> {
+        let (wasm, sha256) = read_source(source)?;
+        let cached = match (&self.disk, self.runtime()) {
+            (Some(cache), Ok(runtime)) => cache.contains(&runtime.engine, &sha256),
+            _ => false,
+        };
+        let component = self.compile(source, &wasm, &sha256)?;
+        let runtime = self.runtime()?;
+        identify(&runtime.engine, &component, source)?;
+        link(runtime, &component, source)?;
+        Ok(cached)
     }
 
     /// Loads a plugin: checks it is a component of a known world and API version, compiles it
@@ -260,12 +365,11 @@ impl PluginHost {
         let (kind, _) = identify(&runtime.engine, &component, &spec.source)?;
         let link_error = |e: wasmtime::Error| PluginError::Link {
             plugin: spec.source.to_string(),
+            import: "its exports".into(),
             reason: escape(&format!("{e:#}")),
+            instead: "rebuild it against this tagship's wit/tagship.wit",
         };
-        let pre = runtime
-            .linker
-            .instantiate_pre(&component)
-            .map_err(link_error)?;
+        let pre = link(runtime, &component, &spec.source)?;
         let pre = match kind {
             PluginKind::HealthCheck => {
                 Pre::Health(health::HealthCheckPre::new(pre).map_err(link_error)?)
@@ -331,10 +435,26 @@ impl PluginHost {
         if let Some(component) = compiled.get(sha256) {
             return Ok(component.clone());
         }
+        let engine = &self.runtime()?.engine;
+        let started = std::time::Instant::now();
         let result = match &self.disk {
-            Some(cache) => cache.load_or_compile(&self.runtime()?.engine, wasm, sha256),
-            None => Component::new(&self.runtime()?.engine, wasm),
+            Some(cache) => cache.load_or_compile(engine, wasm, sha256, &plugin),
+            None => Component::new(engine, wasm),
         };
+        let took = started.elapsed();
+        if took > SLOW_LOAD {
+            // An interpreter inside a component (Python, JavaScript) compiles for seconds: say
+            // where the time went and how to move it out of the deploy.
+            tracing::warn!(
+                plugin = %plugin,
+                "loading the plugin took {:.1} s ({} MB compiled to native code); `tagship plugin precompile --config FILE` fills the cache ahead (in CI, cache {})",
+                took.as_secs_f64(),
+                wasm.len() >> 20,
+                self.disk
+                    .as_ref()
+                    .map_or_else(|| "TAGSHIP_CACHE_DIR".into(), |c| c.dir().display().to_string())
+            );
+        }
         let component = result.map_err(|e| PluginError::Compile {
             plugin,
             reason: escape(&format!("{e:#}")),
@@ -342,6 +462,41 @@ impl PluginHost {
         compiled.insert(sha256.to_owned(), component.clone());
         Ok(component)
     }
+}
+
+/// Links `component` against the sandbox's imports. A failure names the import the sandbox
+/// lacks and what to use instead.
+fn link(
+    runtime: &Runtime,
+    component: &Component,
+    source: &Source,
+) -> Result<wasmtime::component::InstancePre<State>, PluginError> {
+    runtime.linker.instantiate_pre(component).map_err(|e| {
+        let reason = escape(&format!("{e:#}"));
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&runtime.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        // wasmtime names the import (or the resource of it) it could not find; failing that,
+        // the first import the sandbox does not serve.
+        let import = imports
+            .iter()
+            .find(|name| reason.contains(name.as_str()))
+            .or_else(|| {
+                imports
+                    .iter()
+                    .find(|name| import_status(name) == ImportStatus::Missing)
+            })
+            .cloned()
+            .unwrap_or_else(|| "an import".into());
+        PluginError::Link {
+            plugin: source.to_string(),
+            instead: instead_of(&import),
+            import,
+            reason,
+        }
+    })
 }
 
 fn read_source(source: &Source) -> Result<(std::borrow::Cow<'static, [u8]>, String), PluginError> {
@@ -580,8 +735,10 @@ impl Plugin {
             },
             Some(Trap::Interrupt) => PluginError::CpuLimit { plugin, limit: self.env.limits.cpu },
             Some(Trap::UnreachableCodeReached) => {
-                let message =
-                    state.panic_message().unwrap_or_else(|| "it aborted (wasm `unreachable`) without a message".into());
+                let message = state.abort_message().unwrap_or_else(|| {
+                    "it aborted (wasm `unreachable`) without a message or any output on stderr"
+                        .into()
+                });
                 PluginError::Panicked { plugin, message }
             }
             Some(trap) => PluginError::Trapped { plugin, trap: trap.to_string() },

@@ -480,8 +480,17 @@ async fn inspect_reports_kind_version_size_and_hash() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|v| v.as_str())
+        .filter_map(|v| v["name"].as_str())
         .collect();
+    assert!(
+        json["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["status"] == "provided" || v["status"] == "denied-at-run-time"),
+        "a built-in needs nothing the sandbox lacks: {}",
+        json["imports"]
+    );
     assert!(
         imports
             .iter()

@@ -30,6 +30,34 @@ pub enum PluginCommand {
     /// and `reason`.
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Compile plugins into the cache ahead of use, so that no deploy pays for it.
+    ///
+    /// A plugin is compiled to native code on its first use and kept in the cache
+    /// (`TAGSHIP_CACHE_DIR`, default `~/.cache/tagship/plugins`). A Rust plugin compiles in a
+    /// fraction of a second; a Python or JavaScript one carries its interpreter and takes seconds
+    /// and hundreds of MB. Run this where the cache is kept (a CI cache, the runner's image)
+    /// with the same tagship: a cache entry belongs to one tagship version and one machine type.
+    #[command(after_help = PRECOMPILE_AFTER_HELP)]
+    Precompile(PrecompileArgs),
+}
+
+const PRECOMPILE_AFTER_HELP: &str = concat!(
+    "Exit codes: 0 every plugin is in the cache; 2 a plugin cannot be loaded (the others are still compiled).\n\n",
+    "Examples:\n",
+    "  tagship plugin precompile --config tagship.toml     # every plugin of the configuration\n",
+    "  tagship plugin precompile plugins/my-check.wasm"
+);
+
+/// Arguments of `plugin precompile`.
+#[derive(Debug, Args)]
+pub struct PrecompileArgs {
+    /// Plugins to compile: `.wasm` component files or `builtin:NAME`.
+    #[arg(value_name = "PLUGIN", required_unless_present = "config")]
+    pub plugins: Vec<String>,
+
+    /// Compile every plugin of this configuration file (paths relative to it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 const RUN_AFTER_HELP: &str = concat!(
@@ -104,6 +132,55 @@ pub async fn run(command: PluginCommand) -> Result<Outcome, CommandError> {
     match command {
         PluginCommand::Inspect(args) => inspect(&args),
         PluginCommand::Run(args) => run_once(args).await,
+        PluginCommand::Precompile(args) => precompile(&args),
+    }
+}
+
+fn precompile(args: &PrecompileArgs) -> Result<Outcome, CommandError> {
+    let mut sources: Vec<(String, Source)> = args
+        .plugins
+        .iter()
+        .map(|p| (p.clone(), Source::parse(p)))
+        .collect();
+    if let Some(path) = &args.config {
+        let config = super::common::load(path)?;
+        sources.extend(config.plugins.values().map(|plugin| {
+            let source = match &plugin.source {
+                crate::config::PluginSource::Builtin(n) => Source::Builtin(n.clone()),
+                crate::config::PluginSource::File(p) => Source::File(p.clone()),
+            };
+            (format!("[plugins.{}]", plugin.name), source)
+        }));
+    }
+    let host = PluginHost::new();
+    let Some(dir) = host.cache_dir() else {
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "the plugin cache is not usable (see the warning above): set TAGSHIP_CACHE_DIR to a directory this user owns"
+        )));
+    };
+    let mut failed = None;
+    for (name, source) in sources {
+        let started = Instant::now();
+        match host.precompile(&source) {
+            Ok(cached) => report::stdout_line(&format!(
+                "{name}: {source} {} ({:.1} s)",
+                if cached {
+                    "already in the cache"
+                } else {
+                    "compiled into the cache"
+                },
+                started.elapsed().as_secs_f64()
+            )),
+            Err(e) => {
+                report::stderr_line(&format!("{name}: {e}"));
+                failed = Some(e);
+            }
+        }
+    }
+    report::stdout_line(&format!("cache: {}", dir.display()));
+    match failed {
+        Some(e) => Err(load_error(e)),
+        None => Ok(Outcome::Done),
     }
 }
 
@@ -131,7 +208,7 @@ fn inspect(args: &InspectArgs) -> Result<Outcome, CommandError> {
                 inspection
                     .imports
                     .iter()
-                    .map(|i| format!("  {i}"))
+                    .map(|i| format!("  {:<44} {}", i.name, i.status))
                     .collect::<Vec<_>>()
                     .join("\n"),
             ));

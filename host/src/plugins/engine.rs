@@ -118,16 +118,35 @@ impl ArtifactCache {
             .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
     }
 
+    /// The directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a compiled artifact for the wasm of `sha256` is there.
+    pub(crate) fn contains(&self, engine: &Engine, sha256: &str) -> bool {
+        self.path_for(engine, sha256).is_file()
+    }
+
     /// The compiled component for `wasm`, from the cache or compiled now (and stored).
     pub(crate) fn load_or_compile(
         &self,
         engine: &Engine,
         wasm: &[u8],
         sha256: &str,
+        plugin: &str,
     ) -> wasmtime::Result<Component> {
         let path = self.path_for(engine, sha256);
         if let Some(component) = load_trusted(engine, &path) {
             return Ok(component);
+        }
+        if wasm.len() > 4 << 20 {
+            tracing::info!(
+                plugin,
+                "compiling the plugin ({} MB) on its first use; it is cached in {} for the next",
+                wasm.len() >> 20,
+                self.dir.display()
+            );
         }
         let compiled = engine.precompile_component(wasm)?;
         if let Err(e) = write_atomically(&path, &compiled) {

@@ -97,13 +97,19 @@ pub enum PluginError {
         /// The kinds' exports.
         exports: String,
     },
-    /// It needs imports the sandbox does not provide (e.g. `wasi:http`, `wasi:sockets`).
-    #[error("`{plugin}` needs an import the tagship sandbox does not provide: {reason}")]
+    /// It needs an import the sandbox does not provide (e.g. `wasi:http`).
+    #[error(
+        "`{plugin}` imports `{import}`, which the tagship sandbox does not provide ({reason}); {instead}"
+    )]
     Link {
         /// The plugin's source.
         plugin: String,
-        /// wasmtime's message naming the import.
+        /// The import the sandbox lacks.
+        import: String,
+        /// wasmtime's message.
         reason: String,
+        /// What to use instead.
+        instead: &'static str,
     },
     /// Configured as one kind, but it is another.
     #[error("plugin `{plugin}` is a {actual} plugin and cannot be used as a {expected}")]

@@ -111,22 +111,49 @@ impl State {
         }
     }
 
-    /// The panic message the guest printed to stderr (Rust's default hook), as
-    /// `<message> (at <file:line>)`.
-    pub(crate) fn panic_message(&self) -> Option<String> {
+    /// Why the guest aborted, from what it wrote to stderr, redacted and escaped: a Rust
+    /// panic as `<message> (at <file:line>)`, with the last lines written before it when there
+    /// were some (an interpreter prints the script's error, a Python traceback's last line,
+    /// then panics in its runtime); otherwise the last lines it wrote (a JavaScript engine's
+    /// message); `None` when it wrote nothing.
+    pub(crate) fn abort_message(&self) -> Option<String> {
+        const TAIL: usize = 3;
         let text = self.env.redactor.redact(&self.stderr.peek());
-        let mut lines = text.lines().skip_while(|l| !l.contains("panicked at"));
-        let location = lines
-            .next()?
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let tail = |lines: &[&str]| lines[lines.len().saturating_sub(TAIL)..].join(" | ");
+        let Some(at) = lines.iter().position(|l| l.contains("panicked at")) else {
+            return (!lines.is_empty()).then(|| {
+                super::redact::escape(&format!(
+                    "it aborted; the last lines it wrote to stderr: {}",
+                    tail(&lines)
+                ))
+            });
+        };
+        let location = lines[at]
             .split("panicked at ")
-            .nth(1)?
-            .trim_end_matches(':')
-            .to_owned();
-        let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note: ")).collect();
-        Some(super::redact::escape(&format!(
-            "{} (at {location})",
-            message.join(" ").trim()
-        )))
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end_matches(':');
+        let message: Vec<&str> = lines[at + 1..]
+            .iter()
+            .copied()
+            .take_while(|l| !l.starts_with("note: "))
+            .collect();
+        let mut out = format!("{} (at {location})", message.join(" ").trim());
+        let before: Vec<&str> = lines[..at]
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with("Traceback ") && !l.starts_with("  "))
+            .collect();
+        if !before.is_empty() {
+            out.push_str("; before it, on stderr: ");
+            out.push_str(&tail(&before));
+        }
+        Some(super::redact::escape(&out))
     }
 }
 

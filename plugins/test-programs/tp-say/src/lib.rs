@@ -7,6 +7,10 @@
 //! - `log`: the text logged at info level; `Ok` healthy, reason `said`;
 //! - `stdout` / `stderr`: the padded text printed (no newline added); `Ok` healthy;
 //! - `panic`: a panic with the text as its message;
+//! - `abort`: the text written to stderr, then `std::process::abort()` (no panic message, as an
+//!   interpreter that gives up);
+//! - `traceback`: a Python-style traceback ending in the text written to stderr, then a panic
+//!   `Python function threw an unexpected exception`, as componentize-py's runtime does;
 //! - `err`: `Err(text)`;
 //! - `reason` (the default): `Ok` unhealthy with the text as reason and threshold.
 
@@ -44,6 +48,17 @@ impl Guest for Say {
                 Ok(said)
             }
             "panic" => panic!("{text}"),
+            "abort" => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+                std::process::abort()
+            }
+            "traceback" => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "Traceback (most recent call last):\n  File \"app.py\", line 12, in check\n    raise ValueError(x)\n{text}"
+                );
+                panic!("Python function threw an unexpected exception")
+            }
             "err" => Err(text),
             _ => Ok(HealthReport::unhealthy(text.clone()).with_threshold(text)),
         }
