@@ -30,7 +30,9 @@ struct WasiHttp;
 impl Guest for WasiHttp {
     fn check(_ctx: DeployContext) -> Result<HealthReport, String> {
         let answer = wasi_http::wasi::http::outgoing_handler::handle(1);
-        Ok(HealthReport::healthy(format!("wasi:http answered {answer}")))
+        Ok(HealthReport::healthy(format!(
+            "wasi:http answered {answer}"
+        )))
     }
 }
 
