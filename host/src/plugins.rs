@@ -447,9 +447,13 @@ impl PluginHost {
             // where the time went and how to move it out of the deploy.
             tracing::warn!(
                 plugin = %plugin,
-                "loading the plugin took {:.1} s ({} MB compiled to native code); `tagship plugin precompile --config FILE` fills the cache ahead (in CI, cache {})",
+                "loading the plugin took {:.1} s ({} compiled to native code); `tagship plugin precompile --config FILE` fills the cache ahead (in CI, cache {})",
                 took.as_secs_f64(),
-                wasm.len() >> 20,
+                if wasm.len() >= 1 << 20 {
+                    format!("{} MB", wasm.len() >> 20)
+                } else {
+                    format!("{} KB", wasm.len() >> 10)
+                },
                 self.disk
                     .as_ref()
                     .map_or_else(|| "TAGSHIP_CACHE_DIR".into(), |c| c.dir().display().to_string())

@@ -1,0 +1,24 @@
+// A tagship health check in JavaScript: GET the configured `url`; healthy iff it answers 200.
+//
+//   config:  url    the URL to request, e.g. https://registry.{{environment}}.example.com/health
+//   grants:  the URL's host (allow_hosts / --allow-host)
+//
+// Build: `npm run build` (writes plugin.wasm). Test: `npm test`.
+// `./tagship-plugin.js` is the SDK, copied here by `npm run sync` (part of build and test).
+
+import { healthCheck, requireConfig, get, healthy, unhealthy, info } from './tagship-plugin.js';
+
+export const health = healthCheck((ctx) => {
+  const url = requireConfig('url'); // throws "missing config key `url`: ..." when unset
+  const response = get(url); // only granted hosts answer; a refusal throws an HttpError
+  info(`${url} answered HTTP ${response.status}`);
+  return judge(url, response.status, ctx.stage);
+});
+
+/** The verdict for one answer. Pure, so `node --test` tests it without a host. */
+export function judge(url, status, stage) {
+  const measured = { value: status, threshold: '== 200' };
+  return status === 200
+    ? healthy(`${url} answered HTTP 200 on ${stage}`, measured)
+    : unhealthy(`${url} answered HTTP ${status} on ${stage}, expected 200`, measured);
+}
