@@ -33,6 +33,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 pub use builtin::builtin_names;
+pub use engine::{Compiler, CompilerChoice};
 pub use error::PluginError;
 pub use grants::{Denial, Grants, HostGrant};
 pub use limits::Limits;
@@ -235,14 +236,18 @@ const SLOW_LOAD: std::time::Duration = std::time::Duration::from_secs(2);
 /// The engine and the linker plugins are instantiated with.
 struct Runtime {
     engine: Engine,
+    /// The compiler of `engine`.
+    compiler: Compiler,
     linker: Arc<Linker<State>>,
 }
 
 /// Loads plugins; owns the engine, the linker and the compiled-component caches.
 pub struct PluginHost {
-    /// The engine and linker, made on first use: a run that loads no plugin never starts the
-    /// engine (nor its epoch ticker thread).
-    runtime: OnceLock<Result<Runtime, String>>,
+    /// The engine and linker of each compiler ([`Compiler::Cranelift`] first), made on first
+    /// use: a run that loads no plugin never starts an engine (nor its epoch ticker thread).
+    runtimes: [OnceLock<Result<Runtime, String>>; 2],
+    /// Which compiler a component gets (`TAGSHIP_PLUGIN_COMPILER`).
+    choice: CompilerChoice,
     disk: Option<engine::ArtifactCache>,
     /// Components already compiled in this process, by sha256.
     compiled: Mutex<HashMap<String, Component>>,
@@ -273,18 +278,31 @@ impl PluginHost {
     /// errors come with that first use.
     pub fn with_cache_dir(dir: Option<PathBuf>) -> Self {
         PluginHost {
-            runtime: OnceLock::new(),
+            runtimes: [OnceLock::new(), OnceLock::new()],
+            choice: CompilerChoice::from_env(),
             disk: dir.and_then(engine::ArtifactCache::open),
             compiled: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The shared engine and this host's linker (every WASI p2 function and tagship's
-    /// imports), made on the first call.
-    fn runtime(&self) -> Result<&Runtime, PluginError> {
-        self.runtime
+    /// Compiles every component with `compiler` from now on, whatever `TAGSHIP_PLUGIN_COMPILER`
+    /// says (benchmarks compare the two).
+    #[must_use]
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.choice = CompilerChoice::Always(compiler);
+        self
+    }
+
+    /// The shared engine of `compiler` and this host's linker for it (every WASI p2 function
+    /// and tagship's imports), made on the first call.
+    fn runtime(&self, compiler: Compiler) -> Result<&Runtime, PluginError> {
+        let index = match compiler {
+            Compiler::Cranelift => 0,
+            Compiler::Winch => 1,
+        };
+        self.runtimes[index]
             .get_or_init(|| {
-                let engine = engine::shared_engine()?.clone();
+                let engine = engine::shared_engine(compiler)?.clone();
                 let mut linker = Linker::<State>::new(&engine);
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker)
                     .and_then(|()| {
@@ -296,6 +314,7 @@ impl PluginHost {
                     .map_err(|e| format!("linking the sandbox: {e}"))?;
                 Ok(Runtime {
                     engine,
+                    compiler,
                     linker: Arc::new(linker),
                 })
             })
@@ -310,8 +329,7 @@ impl PluginHost {
     /// checks that it links (a plugin that cannot be loaded is an error here too).
     pub fn inspect(&self, source: &Source) -> Result<Inspection, PluginError> {
         let (wasm, sha256) = read_source(source)?;
-        let component = self.compile(source, &wasm, &sha256)?;
-        let runtime = self.runtime()?;
+        let (component, runtime) = self.compile(source, &wasm, &sha256, true)?;
         let engine = &runtime.engine;
         let (kind, api_version) = identify(engine, &component, source)?;
         link(runtime, &component, source)?;
@@ -342,26 +360,25 @@ impl PluginHost {
     }
 
     /// Compiles a plugin into the on-disk cache, after checking that it is a plugin that links.
-    /// `Ok(true)` when it was there already.
-    pub fn precompile(&self, source: &Source) -> Result<bool, PluginError> {
+    /// Whether it was there already, and the compiler its size chose.
+    pub fn precompile(&self, source: &Source) -> Result<(bool, Compiler), PluginError> {
         let (wasm, sha256) = read_source(source)?;
-        let cached = match (&self.disk, self.runtime()) {
-            (Some(cache), Ok(runtime)) => cache.contains(&runtime.engine, &sha256),
+        let compiler = Compiler::for_size(self.choice, wasm.len());
+        let cached = match (&self.disk, self.runtime(compiler)) {
+            (Some(cache), Ok(runtime)) => cache.contains(&runtime.engine, compiler, &sha256),
             _ => false,
         };
-        let component = self.compile(source, &wasm, &sha256)?;
-        let runtime = self.runtime()?;
+        let (component, runtime) = self.compile(source, &wasm, &sha256, false)?;
         identify(&runtime.engine, &component, source)?;
         link(runtime, &component, source)?;
-        Ok(cached)
+        Ok((cached, runtime.compiler))
     }
 
     /// Loads a plugin: checks it is a component of a known world and API version, compiles it
     /// (or takes it from the cache) and pre-instantiates it.
     pub fn load(&self, spec: PluginSpec) -> Result<Plugin, PluginError> {
         let (wasm, sha256) = read_source(&spec.source)?;
-        let component = self.compile(&spec.source, &wasm, &sha256)?;
-        let runtime = self.runtime()?;
+        let (component, runtime) = self.compile(&spec.source, &wasm, &sha256, true)?;
         let (kind, _) = identify(&runtime.engine, &component, &spec.source)?;
         let link_error = |e: wasmtime::Error| PluginError::Link {
             plugin: spec.source.to_string(),
@@ -414,12 +431,16 @@ impl PluginHost {
         })
     }
 
+    /// The compiled component (from this process, the disk cache, or compiled now) and the
+    /// runtime of the compiler it was compiled with. `warn_slow`: warn when it took long,
+    /// naming `plugin precompile` (which passes `false`: it is that advice).
     fn compile(
         &self,
         source: &Source,
         wasm: &[u8],
         sha256: &str,
-    ) -> Result<Component, PluginError> {
+        warn_slow: bool,
+    ) -> Result<(Component, &Runtime), PluginError> {
         let plugin = source.to_string();
         if !wasm.starts_with(b"\0asm") {
             return Err(PluginError::NotWasm { plugin });
@@ -432,28 +453,30 @@ impl PluginHost {
             .compiled
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let runtime = self.runtime(Compiler::for_size(self.choice, wasm.len()))?;
         if let Some(component) = compiled.get(sha256) {
-            return Ok(component.clone());
+            return Ok((component.clone(), runtime));
         }
-        let engine = &self.runtime()?.engine;
+        let engine = &runtime.engine;
         let started = std::time::Instant::now();
         let result = match &self.disk {
-            Some(cache) => cache.load_or_compile(engine, wasm, sha256, &plugin),
+            Some(cache) => cache.load_or_compile(engine, runtime.compiler, wasm, sha256, &plugin),
             None => Component::new(engine, wasm),
         };
         let took = started.elapsed();
-        if took > SLOW_LOAD {
+        if warn_slow && took > SLOW_LOAD {
             // An interpreter inside a component (Python, JavaScript) compiles for seconds: say
             // where the time went and how to move it out of the deploy.
             tracing::warn!(
                 plugin = %plugin,
-                "loading the plugin took {:.1} s ({} compiled to native code); `tagship plugin precompile --config FILE` fills the cache ahead (in CI, cache {})",
+                "loading the plugin took {:.1} s ({} compiled to native code by {}); `tagship plugin precompile --config FILE` fills the cache ahead (in CI, cache {})",
                 took.as_secs_f64(),
                 if wasm.len() >= 1 << 20 {
                     format!("{} MB", wasm.len() >> 20)
                 } else {
                     format!("{} KB", wasm.len() >> 10)
                 },
+                runtime.compiler.name(),
                 self.disk
                     .as_ref()
                     .map_or_else(|| "TAGSHIP_CACHE_DIR".into(), |c| c.dir().display().to_string())
@@ -464,7 +487,7 @@ impl PluginHost {
             reason: escape(&format!("{e:#}")),
         })?;
         compiled.insert(sha256.to_owned(), component.clone());
-        Ok(component)
+        Ok((component, runtime))
     }
 }
 

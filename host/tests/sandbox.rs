@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use guests::{ctx, spec};
 use http_server::{Reply, TestServer};
-use tagship::plugins::{Grants, Limits, Plugin, PluginError, PluginHost, PluginSpec, Source};
+use tagship::plugins::{
+    Compiler, Grants, Limits, Plugin, PluginError, PluginHost, PluginSpec, Source,
+};
 use tagship::verdict::HealthStatus;
 
 /// Tight limits so hostile guests are stopped quickly.
@@ -367,13 +369,17 @@ async fn compiled_plugins_are_cached_on_disk_and_reused() {
         "the artifact was reused, not rewritten"
     );
 
-    // An artifact others could have written is not trusted: it is recompiled over.
-    std::fs::write(&files[0], b"not a precompiled component").unwrap();
+    // An artifact others could have written is not trusted: it is recompiled over. (Written
+    // beside and renamed over, as anything that writes into the cache must: the artifact in
+    // use is mapped, and rewriting a mapped file in place would crash its user with SIGBUS.)
+    let forged = cache.join("forged.tmp");
+    std::fs::write(&forged, b"not a precompiled component").unwrap();
     std::fs::set_permissions(
-        &files[0],
+        &forged,
         <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666),
     )
     .unwrap();
+    std::fs::rename(&forged, &files[0]).unwrap();
     let third = PluginHost::with_cache_dir(Some(cache));
     let plugin = third
         .load(spec(
@@ -387,4 +393,50 @@ async fn compiled_plugins_are_cached_on_disk_and_reused() {
         plugin.check_health(&ctx()).await.unwrap().status,
         HealthStatus::Healthy
     );
+}
+
+/// Winch, the baseline compiler `auto` gives interpreters (`TAGSHIP_PLUGIN_COMPILER`), keeps
+/// every limit: the epoch still interrupts a loop, the pool still caps memory, and a good plugin
+/// still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_winch_the_cpu_and_memory_limits_hold_and_a_good_plugin_answers() {
+    let host = guests::host("sandbox-winch-cache").with_compiler(Compiler::Winch);
+    let looping = load(&host, "tp-infinite-loop", &[], Grants::none());
+    let started = Instant::now();
+    let err = looping.check_health(&ctx()).await.unwrap_err();
+    assert!(matches!(err, PluginError::CpuLimit { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let bomb = load(&host, "tp-memory-bomb", &[], Grants::none());
+    let err = bomb.check_health(&ctx()).await.unwrap_err();
+    assert!(matches!(err, PluginError::MemoryLimit { .. }), "{err}");
+
+    good_plugin_still_works(&host).await;
+}
+
+#[test]
+fn each_compiler_has_its_own_cache_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let artifacts = || {
+        std::fs::read_dir(dir.path())
+            .expect("the cache")
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .count()
+    };
+    let load_with = |compiler| {
+        let host = PluginHost::with_cache_dir(Some(dir.path().to_owned())).with_compiler(compiler);
+        guests::load(&host, "tp-good-health", &[], Grants::none(), tight());
+    };
+    load_with(Compiler::Cranelift);
+    assert_eq!(artifacts(), 1);
+    load_with(Compiler::Winch);
+    assert_eq!(artifacts(), 2, "Winch's artifact is not Cranelift's");
+    load_with(Compiler::Cranelift);
+    load_with(Compiler::Winch);
+    assert_eq!(artifacts(), 2, "both found in the cache the second time");
 }

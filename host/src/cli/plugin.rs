@@ -162,14 +162,15 @@ fn precompile(args: &PrecompileArgs) -> Result<Outcome, CommandError> {
     for (name, source) in sources {
         let started = Instant::now();
         match host.precompile(&source) {
-            Ok(cached) => report::stdout_line(&format!(
-                "{name}: {source} {} ({:.1} s)",
+            Ok((cached, compiler)) => report::stdout_line(&format!(
+                "{name}: {source} {} ({} ms, {})",
                 if cached {
                     "already in the cache"
                 } else {
                     "compiled into the cache"
                 },
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_millis(),
+                compiler.name()
             )),
             Err(e) => {
                 report::stderr_line(&format!("{name}: {e}"));

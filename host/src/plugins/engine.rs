@@ -6,6 +6,11 @@
 //!   user can write, and are checked for owner and mode before loading. A `.cwasm` supplied by a
 //!   plugin author is never loaded (plugins are always given as `.wasm`).
 //! - A missing or unusable cache only costs compile time; it never fails a load.
+//! - Artifacts are mapped, not copied (a cached load of an interpreter's 35-45 MB artifact takes
+//!   milliseconds and its pages are shared), so a cache file is never modified in place: this
+//!   runner writes a new file and renames it over. Anything else that writes into the cache
+//!   (a CI cache restore) must do the same or run while no tagship runs: rewriting a mapped
+//!   file in place (`cp` over it) crashes the process using it with SIGBUS.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -26,10 +31,78 @@ const POOL_INSTANCES: u32 = 128;
 /// Bytes of a freed memory or table slot reset in place rather than decommitted.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
-/// Builds the engine shared by every plugin of the process, with epoch interruption on and
-/// a thread ticking the epoch every [`TICK`].
-pub(crate) fn new_engine() -> wasmtime::Result<Engine> {
+/// The code generator that turns a component into native code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiler {
+    /// Cranelift, the optimising compiler: the fastest code, seconds and hundreds of MB to
+    /// compile a component that carries an interpreter.
+    Cranelift,
+    /// Winch, wasmtime's baseline compiler: one pass, several times faster to compile and a
+    /// fraction of the memory, slower code.
+    Winch,
+}
+
+impl Compiler {
+    /// Components this large carry an interpreter (`CPython`, `StarlingMonkey`: 12-18 MB; a Rust
+    /// plugin is well under 1 MB, `QuickJS` ~1.7 MB).
+    pub const INTERPRETER_BYTES: usize = 4 << 20;
+
+    /// The compiler for a component of `size` bytes under `choice` (`TAGSHIP_PLUGIN_COMPILER`):
+    /// `auto` (unset) compiles an interpreter with Winch, everything else with Cranelift.
+    pub fn for_size(choice: CompilerChoice, size: usize) -> Self {
+        match choice {
+            CompilerChoice::Auto if size >= Self::INTERPRETER_BYTES => Compiler::Winch,
+            CompilerChoice::Auto | CompilerChoice::Always(Compiler::Cranelift) => {
+                Compiler::Cranelift
+            }
+            CompilerChoice::Always(Compiler::Winch) => Compiler::Winch,
+        }
+    }
+
+    /// Its name, as `TAGSHIP_PLUGIN_COMPILER` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compiler::Cranelift => "cranelift",
+            Compiler::Winch => "winch",
+        }
+    }
+}
+
+/// Which compiler plugins get: `TAGSHIP_PLUGIN_COMPILER` = `auto` (default), `cranelift` or
+/// `winch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompilerChoice {
+    /// Winch for components of at least [`Compiler::INTERPRETER_BYTES`], Cranelift for the rest.
+    #[default]
+    Auto,
+    /// This compiler for every component.
+    Always(Compiler),
+}
+
+impl CompilerChoice {
+    /// From `TAGSHIP_PLUGIN_COMPILER`; an unknown value is `auto`, with a warning.
+    pub fn from_env() -> Self {
+        match std::env::var("TAGSHIP_PLUGIN_COMPILER").as_deref() {
+            Err(_) | Ok("" | "auto") => CompilerChoice::Auto,
+            Ok("cranelift") => CompilerChoice::Always(Compiler::Cranelift),
+            Ok("winch") => CompilerChoice::Always(Compiler::Winch),
+            Ok(other) => {
+                tracing::warn!(
+                    "TAGSHIP_PLUGIN_COMPILER={other:?} is not auto, cranelift or winch: using auto"
+                );
+                CompilerChoice::Auto
+            }
+        }
+    }
+}
+
+/// Builds an engine with epoch interruption on and a thread ticking the epoch every [`TICK`].
+pub(crate) fn new_engine(compiler: Compiler) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
+    config.strategy(match compiler {
+        Compiler::Cranelift => wasmtime::Strategy::Cranelift,
+        Compiler::Winch => wasmtime::Strategy::Winch,
+    });
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     // Plugins are called with `call_async`, never `run_concurrent`; with concurrency support on,
@@ -110,9 +183,11 @@ impl ArtifactCache {
         Some(ArtifactCache { dir })
     }
 
-    fn path_for(&self, engine: &Engine, sha256: &str) -> PathBuf {
+    fn path_for(&self, engine: &Engine, compiler: Compiler, sha256: &str) -> PathBuf {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        // The compiler too: the two engines must never take each other's artifacts.
+        compiler.name().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
         self.dir
             .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
@@ -124,36 +199,45 @@ impl ArtifactCache {
     }
 
     /// Whether a compiled artifact for the wasm of `sha256` is there.
-    pub(crate) fn contains(&self, engine: &Engine, sha256: &str) -> bool {
-        self.path_for(engine, sha256).is_file()
+    pub(crate) fn contains(&self, engine: &Engine, compiler: Compiler, sha256: &str) -> bool {
+        self.path_for(engine, compiler, sha256).is_file()
     }
 
     /// The compiled component for `wasm`, from the cache or compiled now (and stored).
     pub(crate) fn load_or_compile(
         &self,
         engine: &Engine,
+        compiler: Compiler,
         wasm: &[u8],
         sha256: &str,
         plugin: &str,
     ) -> wasmtime::Result<Component> {
-        let path = self.path_for(engine, sha256);
+        let path = self.path_for(engine, compiler, sha256);
         if let Some(component) = load_trusted(engine, &path) {
             return Ok(component);
         }
-        if wasm.len() > 4 << 20 {
+        if wasm.len() >= Compiler::INTERPRETER_BYTES {
             tracing::info!(
                 plugin,
-                "compiling the plugin ({} MB) on its first use; it is cached in {} for the next",
+                "compiling the plugin ({} MB, with {}) on its first use; it is cached in {} for the next",
                 wasm.len() >> 20,
+                compiler.name(),
                 self.dir.display()
             );
         }
-        let compiled = engine.precompile_component(wasm)?;
-        if let Err(e) = write_atomically(&path, &compiled) {
-            tracing::warn!(path = %path.display(), "cannot store the compiled plugin: {e}");
+        let artifact = engine.precompile_component(wasm)?;
+        match write_atomically(&path, &artifact) {
+            // Map what was just written, as a cached load does: the code and the memory image
+            // are then shared with the page cache instead of copied into this process.
+            Ok(()) => {
+                drop(artifact);
+                deserialize_file(engine, &path)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot store the compiled plugin: {e}");
+                deserialize(engine, &artifact)
+            }
         }
-        // Load what was just compiled from memory: same bytes, no second disk read.
-        deserialize(engine, &compiled)
     }
 }
 
@@ -169,8 +253,7 @@ fn load_trusted(engine: &Engine, path: &Path) -> Option<Component> {
     if !meta.is_file() || meta.uid() != current_uid()? || meta.permissions().mode() & 0o022 != 0 {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
-    match deserialize(engine, &bytes) {
+    match deserialize_file(engine, path) {
         Ok(component) => Some(component),
         Err(e) => {
             tracing::warn!(path = %path.display(), "ignoring an unusable cached plugin: {e}");
@@ -188,6 +271,20 @@ fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
     // from the cache directory this runner owns, under a name keyed by the wasm's sha256 and
     // this engine's compatibility hash, after checking owner and mode (see the module docs).
     unsafe { Component::deserialize(engine, bytes) }
+}
+
+#[allow(
+    unsafe_code,
+    reason = "loading precompiled code is unsafe; only this runner's own artifacts reach here"
+)]
+fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: as for `deserialize`: `path` is in the cache directory this runner owns (mode
+    // 0700), named by the wasm's sha256 and this engine's compatibility hash, and its owner and
+    // mode were just checked. The file is mapped, not copied (an interpreter's artifact is tens
+    // of MB, and its memory image is then mapped copy-on-write from the page cache); it is
+    // never modified in place: the cache only ever replaces a file by renaming a new one over
+    // it, which leaves this mapping on the old inode.
+    unsafe { Component::deserialize_file(engine, path) }
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -208,13 +305,44 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
-/// A process-wide engine, made on first use.
-pub(crate) fn shared_engine() -> Result<&'static Engine, String> {
-    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            new_engine().map_err(|e| format!("cannot start the WebAssembly engine: {e}"))
+/// The process-wide engine of `compiler`, made on first use.
+pub(crate) fn shared_engine(compiler: Compiler) -> Result<&'static Engine, String> {
+    static CRANELIFT: OnceLock<Result<Engine, String>> = OnceLock::new();
+    static WINCH: OnceLock<Result<Engine, String>> = OnceLock::new();
+    let cell = match compiler {
+        Compiler::Cranelift => &CRANELIFT,
+        Compiler::Winch => &WINCH,
+    };
+    cell.get_or_init(|| {
+        new_engine(compiler).map_err(|e| {
+            format!(
+                "cannot start the WebAssembly engine ({}): {e}",
+                compiler.name()
+            )
         })
-        .as_ref()
-        .map_err(Clone::clone)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_gives_winch_to_interpreters_and_cranelift_to_the_rest() {
+        let auto = CompilerChoice::Auto;
+        assert_eq!(Compiler::for_size(auto, 300 << 10), Compiler::Cranelift);
+        assert_eq!(Compiler::for_size(auto, (4 << 20) - 1), Compiler::Cranelift);
+        assert_eq!(Compiler::for_size(auto, 4 << 20), Compiler::Winch);
+        assert_eq!(Compiler::for_size(auto, 18 << 20), Compiler::Winch);
+        for compiler in [Compiler::Cranelift, Compiler::Winch] {
+            for size in [1, 18 << 20] {
+                assert_eq!(
+                    Compiler::for_size(CompilerChoice::Always(compiler), size),
+                    compiler
+                );
+            }
+        }
+    }
 }
