@@ -32,7 +32,7 @@ use tagship::context::DeployContext;
 use tagship::deploy::{PluginPorts, RunOptions};
 use tagship::lifecycle::StagePlan;
 use tagship::lifecycle::ports::{CheckOutcome, CheckResult, Checks as _, StageLive};
-use tagship::plugins::{Grants, Limits, PluginHost, PluginSpec, Source};
+use tagship::plugins::{Compiler, Grants, Limits, PluginHost, PluginSpec, Source};
 
 fn guest(name: &str) -> PathBuf {
     PathBuf::from(env!("TAGSHIP_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
@@ -99,6 +99,69 @@ fn benches(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| async { black_box(plugin.check_health(&context).await.expect("healthy")) });
     });
+    group.finish();
+}
+
+/// With `TAGSHIP_EXAMPLE_PLUGINS` (the folder `tests/plugins/build-examples` fills): one health
+/// check in a fresh sandbox, as a bake makes it, by each example written in Python or
+/// JavaScript under each compiler, and by the `http-health` built-in (Rust) as the floor: each
+/// makes one GET of the loopback backend (keep-alive) and judges the answer.
+fn interpreted_benches(c: &mut Criterion, backend: SocketAddr) {
+    let Some(dir) = std::env::var_os("TAGSHIP_EXAMPLE_PLUGINS").map(PathBuf::from) else {
+        println!("call (interpreted): skipped, TAGSHIP_EXAMPLE_PLUGINS is not set");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = format!("http://{backend}/debug/health");
+    let grants = Grants::none()
+        .with_hosts(&[backend.to_string()])
+        .expect("grant");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let context = ctx();
+    let mut group = c.benchmark_group("call (interpreted)");
+    group
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(5));
+    let mut cases: Vec<(String, Source, Compiler)> = vec![(
+        "http-health (Rust built-in)".into(),
+        Source::Builtin("http-health".into()),
+        Compiler::Cranelift,
+    )];
+    for name in ["python-health", "js-health", "js-quickjs-health"] {
+        let path = dir.join(format!("{name}.wasm"));
+        if path.is_file() {
+            for compiler in [Compiler::Cranelift, Compiler::Winch] {
+                cases.push((
+                    format!("{name} ({})", compiler.name()),
+                    Source::File(path.clone()),
+                    compiler,
+                ));
+            }
+        }
+    }
+    for (label, source, compiler) in cases {
+        let host =
+            PluginHost::with_cache_dir(Some(cache.path().to_owned())).with_compiler(compiler);
+        let plugin = host
+            .load(PluginSpec {
+                name: label.clone(),
+                source,
+                config: BTreeMap::from([("url".to_owned(), url.clone())]),
+                grants: grants.clone(),
+                limits: Limits::default(),
+            })
+            .expect("load");
+        group.bench_function(label.as_str(), |b| {
+            b.to_async(&runtime).iter(|| async {
+                let report = plugin.check_health(&context).await.expect("a report");
+                assert_eq!(report.status, tagship::verdict::HealthStatus::Healthy);
+                black_box(report)
+            });
+        });
+    }
     group.finish();
 }
 
@@ -601,6 +664,7 @@ fn main() {
 
     let mut criterion = Criterion::default().configure_from_args();
     benches(&mut criterion);
+    interpreted_benches(&mut criterion, backend.addr);
     bake_benches(&mut criterion, &config, &cache);
     criterion.final_summary();
     whole_process();

@@ -46,11 +46,21 @@ pub struct Settings {
     pub startup_runs: usize,
     /// The parts to run (all of [`PARTS`] by default).
     pub parts: Vec<String>,
+    /// Where the example plugins of `tests/plugins/build-examples` are, for the `interpreted`
+    /// part (skipped without them).
+    pub examples: Option<PathBuf>,
 }
 
 /// The parts of the benchmark, in the order they run.
-pub const PARTS: [&str; 7] = [
-    "pairs", "scale", "clusters", "stages", "plugins", "idle", "startup",
+pub const PARTS: [&str; 8] = [
+    "pairs",
+    "scale",
+    "clusters",
+    "stages",
+    "plugins",
+    "idle",
+    "startup",
+    "interpreted",
 ];
 
 /// What one child process used.
@@ -95,7 +105,8 @@ impl Finished {
             .map(|(t, _)| *t)
     }
 
-    fn said(&self) -> String {
+    /// Every output line, in order of arrival.
+    pub fn said(&self) -> String {
         self.lines
             .iter()
             .map(|(_, l)| l.as_str())
@@ -697,6 +708,9 @@ enum Layout {
     /// One stage, six plugins: two health checks and a compat check as pre-checks, the health
     /// checks in a bake, three notifiers.
     SixPlugins,
+    /// One stage baked by one health check (a component file) that GETs Prometheus's
+    /// `/-/healthy`.
+    CheckBake,
 }
 
 impl Place {
@@ -786,13 +800,14 @@ impl Place {
         self.write_config_as(env, Layout::OneStage, None)
     }
 
-    /// This place's `tagship.toml` in `layout`; [`Layout::SixPlugins`] needs the loopback
-    /// `sink` (host:port) its plugins talk to.
+    /// This place's `tagship.toml` in `layout`. `with`: for [`Layout::SixPlugins`], the
+    /// loopback sink (host:port) its plugins talk to; for [`Layout::CheckBake`], the check's
+    /// component file.
     fn write_config_as(
         &self,
         env: &Environment,
         layout: Layout,
-        sink: Option<&str>,
+        with: Option<&str>,
     ) -> anyhow::Result<PathBuf> {
         let workload = |n: &str| format!("{{ deployment = \"{n}\", containers = [\"registry\"] }}");
         let clusters = self
@@ -841,45 +856,18 @@ wait = "30s"
                     text.push_str(&stage(&format!("bench-{i}"), &workload(name), ""));
                 }
             }
+            Layout::CheckBake => {
+                let plugin = with.context("the check-bake layout needs the check's file")?;
+                text.push_str(&check_bake_plugin(env, plugin));
+                text.push_str(&stage(
+                    "bench",
+                    &workload(&self.names[0]),
+                    "[stage.bake]\nchecks = [\"check\"]\nduration = \"3s\"\ninterval = \"1s\"\ninitial_delay = \"0s\"\n",
+                ));
+            }
             Layout::SixPlugins => {
-                let sink = sink.context("the six-plugin layout needs the sink's address")?;
-                let prometheus = env.prometheus_url.trim_start_matches("http://");
-                let _ = write!(
-                    text,
-                    r#"
-[plugins.prometheus]
-source = "builtin:prometheus-health"
-allow_hosts = ["{prometheus}"]
-config = {{ url = "{prom_url}", query = "vector(1)", pass = "== 1" }}
-
-[plugins.http]
-source = "builtin:http-health"
-allow_hosts = ["{sink}"]
-config = {{ url = "http://{sink}/healthz" }}
-
-[plugins.compat]
-source = "builtin:rails-compat"
-allow_hosts = ["{sink}"]
-config = {{ min_version_url = "http://{sink}/min" }}
-
-[plugins.webhook]
-source = "builtin:webhook-notify"
-allow_hosts = ["{sink}"]
-config = {{ url = "http://{sink}/webhook" }}
-
-[plugins.slack]
-source = "builtin:slack-notify"
-allow_hosts = ["{sink}"]
-secrets = ["SLACK_WEBHOOK_URL"]
-
-[plugins.gitlab]
-source = "builtin:gitlab-notify"
-allow_hosts = ["{sink}"]
-secrets = ["GITLAB_TOKEN"]
-config = {{ api_url = "http://{sink}/api/v4", project = "1", issue_iid = "1" }}
-"#,
-                    prom_url = env.prometheus_url,
-                );
+                let sink = with.context("the six-plugin layout needs the sink's address")?;
+                text.push_str(&six_plugins(env, sink));
                 text.push_str(&stage(
                     "bench",
                     &workload(&self.names[0]),
@@ -915,6 +903,56 @@ impl Drop for Place {
                 .status();
         }
     }
+}
+
+/// The six plugins of [`Layout::SixPlugins`]: Prometheus's health and five that talk to `sink`.
+fn six_plugins(env: &Environment, sink: &str) -> String {
+    format!(
+        r#"
+[plugins.prometheus]
+source = "builtin:prometheus-health"
+allow_hosts = ["{prometheus}"]
+config = {{ url = "{prom_url}", query = "vector(1)", pass = "== 1" }}
+
+[plugins.http]
+source = "builtin:http-health"
+allow_hosts = ["{sink}"]
+config = {{ url = "http://{sink}/healthz" }}
+
+[plugins.compat]
+source = "builtin:rails-compat"
+allow_hosts = ["{sink}"]
+config = {{ min_version_url = "http://{sink}/min" }}
+
+[plugins.webhook]
+source = "builtin:webhook-notify"
+allow_hosts = ["{sink}"]
+config = {{ url = "http://{sink}/webhook" }}
+
+[plugins.slack]
+source = "builtin:slack-notify"
+allow_hosts = ["{sink}"]
+secrets = ["SLACK_WEBHOOK_URL"]
+
+[plugins.gitlab]
+source = "builtin:gitlab-notify"
+allow_hosts = ["{sink}"]
+secrets = ["GITLAB_TOKEN"]
+config = {{ api_url = "http://{sink}/api/v4", project = "1", issue_iid = "1" }}
+"#,
+        prometheus = env.prometheus_url.trim_start_matches("http://"),
+        prom_url = env.prometheus_url,
+    )
+}
+
+/// `[plugins.check]`: the health check in `plugin` (a component file), granted Prometheus,
+/// `GET`ting its `/-/healthy`.
+fn check_bake_plugin(env: &Environment, plugin: &str) -> String {
+    format!(
+        "\n[plugins.check]\nsource = \"{plugin}\"\nallow_hosts = [\"{grant}\"]\nconfig = {{ url = \"{url}/-/healthy\" }}\n",
+        grant = env.prometheus_url.trim_start_matches("http://"),
+        url = env.prometheus_url,
+    )
 }
 
 fn path_str(path: &Path) -> anyhow::Result<&str> {
@@ -1057,6 +1095,9 @@ impl Bench {
         }
         if wants("startup") {
             body.push_str(&self.startup().await?);
+        }
+        if wants("interpreted") {
+            self.interpreted(&mut body).await?;
         }
         let load_after = load_average();
         self.write_header(&mut out, &load_before, &load_after);
@@ -1361,6 +1402,88 @@ impl Bench {
             )
             .await?;
         Ok((runs, sink.requests()))
+    }
+
+    /// Plugins in Python and JavaScript ([`crate::interpreted_bench`]), then a deploy baked by
+    /// the Python health check, precompiled: what a deploy with one costs.
+    async fn interpreted(&self, out: &mut String) -> anyhow::Result<()> {
+        use crate::interpreted_bench as ib;
+        let Some(dir) = &self.settings.examples else {
+            out.push_str(
+                "\n### Plugins in Python and JavaScript\n\nSkipped: no `--examples DIR` \
+                 (tests/plugins/build-examples DIR builds them).\n",
+            );
+            return Ok(());
+        };
+        let examples = ib::examples(dir)?;
+        let scratch = std::env::temp_dir().join(format!("deploy-bench-interp-{}", unique_word()));
+        std::fs::create_dir_all(&scratch)?;
+        let url = format!("{}/-/healthy", self.env.prometheus_url);
+        let grant = self
+            .env
+            .prometheus_url
+            .trim_start_matches("http://")
+            .to_owned();
+        let mut rows = Vec::new();
+        for example in &examples {
+            for compiler in ib::COMPILERS {
+                let row = ib::measure(
+                    &self.settings.tagship,
+                    example,
+                    compiler,
+                    3,
+                    self.settings.scale_runs.max(5),
+                    (&url, &grant),
+                    &scratch,
+                )?;
+                let no_choice = row.compiler != compiler;
+                rows.push(row);
+                if no_choice {
+                    break; // a tagship before the compiler choice: one row, Cranelift's
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+        ib::write(out, &rows);
+
+        let python = dir.join("python-health.wasm");
+        if python.is_file() {
+            let place = Place::create(&self.env, "interp", 1, false, 1).await?;
+            let config =
+                place.write_config_as(&self.env, Layout::CheckBake, Some(path_str(&python)?))?;
+            let precompiled =
+                self.tagship(&["plugin", "precompile", "--config", path_str(&config)?])?;
+            if precompiled.code != 0 {
+                bail!("plugin precompile --config failed:\n{}", precompiled.said());
+            }
+            let runs = self
+                .deploys(
+                    &place,
+                    &config,
+                    self.settings.scale_runs,
+                    "python bake",
+                    &[],
+                    false,
+                )
+                .await?;
+            let _ = writeln!(
+                out,
+                "\n#### A deploy baked by the Python health check\n\n`tagship deploy`, one stage, \
+                 one Deployment, a 3 s bake (interval 1 s) of `python-health.wasm` against \
+                 Prometheus, the default compiler choice, precompiled by `tagship plugin \
+                 precompile --config` (so the deploy compiles nothing).\n"
+            );
+            write_runs(out, "checks", &[(1, runs.clone())]);
+            let peak = rss(&runs.iter().map(|r| r.usage).collect::<Vec<_>>())
+                .into_iter()
+                .fold(0.0, f64::max);
+            let _ = writeln!(
+                out,
+                "\nGoal: peak RSS of a deploy with one Python plugin <= 80 MB: max {peak:.1} MB, {}.\n",
+                met(peak <= 80.0 && peak > 0.0)
+            );
+        }
+        Ok(())
     }
 
     /// Re-runs of a deploy whose version is already live everywhere: nothing to change.

@@ -11,6 +11,7 @@ pub mod conventions;
 pub mod deploy_bench;
 pub mod fault_proxy;
 pub mod harness;
+pub mod interpreted_bench;
 pub mod kubelet;
 pub mod reference;
 pub mod rollout;
