@@ -469,7 +469,7 @@ impl PluginHost {
             // where the time went and how to move it out of the deploy.
             tracing::warn!(
                 plugin = %plugin,
-                "loading the plugin took {:.1} s ({} compiled to native code by {}); `tagship plugin precompile --config FILE` fills the cache ahead (in CI, cache {})",
+                "loading the plugin took {:.1} s ({} compiled to native code by {}); `tagship plugin precompile PLUGIN` (or `--config FILE`, every plugin of a configuration) fills the cache ahead (in CI, cache {})",
                 took.as_secs_f64(),
                 if wasm.len() >= 1 << 20 {
                     format!("{} MB", wasm.len() >> 20)

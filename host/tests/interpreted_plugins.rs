@@ -197,6 +197,26 @@ fn the_python_and_javascript_health_checks_judge_a_real_answer_and_need_their_gr
             "{name}: {said}"
         );
 
+        // Nothing listening (a refused connection): the service is not serving, a verdict too.
+        let (code, json, said) = plugin_run(
+            name,
+            &[
+                "--config",
+                "url=http://127.0.0.1:1/",
+                "--allow-host",
+                "127.0.0.1:1",
+            ],
+        );
+        assert_eq!(
+            (code, json["verdict"].as_str()),
+            (1, Some("unhealthy")),
+            "{name}: {said}"
+        );
+        assert!(
+            json["reason"].as_str().unwrap().contains("is not serving"),
+            "{name}: {said}"
+        );
+
         // No grant: the sandbox denies the request, which is the check's error, not a verdict.
         let (code, json, said) = plugin_run(name, &["--config", &format!("url={url}")]);
         assert_eq!(

@@ -163,7 +163,12 @@ fn precompile(args: &PrecompileArgs) -> Result<Outcome, CommandError> {
         let started = Instant::now();
         match host.precompile(&source) {
             Ok((cached, compiler)) => report::stdout_line(&format!(
-                "{name}: {source} {} ({} ms, {})",
+                "{} {} ({} ms, {})",
+                if name == source.to_string() {
+                    name
+                } else {
+                    format!("{name}: {source}")
+                },
                 if cached {
                     "already in the cache"
                 } else {

@@ -240,7 +240,7 @@ pub enum Denial {
     Metadata(std::net::IpAddr),
     /// The host and port are not granted to this plugin.
     #[error(
-        "host `{authority}` is not granted to this plugin (grant it with allow_hosts / --allow-host)"
+        "host `{authority}` is not granted to this plugin: grant it with `allow_hosts = [\"{authority}\"]` in its [plugins.NAME] table, or `--allow-host {authority}` on `tagship plugin run` (a host without a port is its scheme's default port)"
     )]
     HostNotGranted {
         /// `host` or `host:port` as requested.

@@ -55,3 +55,17 @@ test('check: a refused request is the error, with the method and URL', () => {
     /^HttpError: GET http:\/\/svc\/health: denied: GET http:\/\/svc: host svc is not granted/,
   );
 });
+
+test('check: a service that does not answer is unhealthy, not an error', () => {
+  for (const kind of ['connection', 'timeout']) {
+    fakeHost({
+      config: { url: 'http://svc/health' },
+      fetch: () => {
+        throw hostError(kind, 'GET http://svc: no answer');
+      },
+    });
+    const result = outcome(() => health.check(deployContext({ stage: 'gstg' })));
+    assert.equal(result.ok.status, 'unhealthy', kind);
+    assert.match(result.ok.reason, /^http:\/\/svc\/health is not serving on gstg: /);
+  }
+});
