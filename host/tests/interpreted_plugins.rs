@@ -22,11 +22,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use site::{Site, StageSpec, deploy, image_of, run, tagship};
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 path")
-}
+use site::{Ran, Site, StageSpec, deploy, image_of, path_str, run, tagship};
 
 const CTX: &str =
     r#"{"component":"registry","version":"v3.1.0","stage":"gstg-cny","environment":"gstg"}"#;
@@ -50,13 +46,7 @@ fn example(name: &str) -> PathBuf {
 fn precompiled() -> &'static str {
     static SAID: OnceLock<String> = OnceLock::new();
     SAID.get_or_init(|| {
-        let paths: Vec<String> = EXAMPLES
-            .iter()
-            .map(|name| example(name).display().to_string())
-            .collect();
-        let mut args = vec!["plugin", "precompile"];
-        args.extend(paths.iter().map(String::as_str));
-        let ran = run(&mut tagship(&args));
+        let ran = precompile_examples();
         assert_eq!(ran.code, 0, "plugin precompile: {}", ran.said);
         eprintln!(
             "plugin precompile of the 4 examples, {:?}:\n{}",
@@ -64,6 +54,14 @@ fn precompiled() -> &'static str {
         );
         ran.said
     })
+}
+
+/// `tagship plugin precompile` of the four examples into the tests' shared cache.
+fn precompile_examples() -> Ran {
+    let paths: Vec<PathBuf> = EXAMPLES.iter().map(|name| example(name)).collect();
+    let mut args = vec!["plugin", "precompile"];
+    args.extend(paths.iter().map(|p| path_str(p)));
+    run(&mut tagship(&args))
 }
 
 /// `tagship plugin run EXAMPLE --input CONTEXT ARGS…`, after the cache is filled: exit code and
@@ -109,13 +107,7 @@ fn precompile_fills_the_cache_so_a_run_compiles_nothing() {
         assert!(said.contains(&format!("{name}.wasm")), "{name}: {said}");
     }
     // A second precompile finds all four in the cache.
-    let paths: Vec<String> = EXAMPLES
-        .iter()
-        .map(|name| example(name).display().to_string())
-        .collect();
-    let mut args = vec!["plugin", "precompile"];
-    args.extend(paths.iter().map(String::as_str));
-    let again = run(&mut tagship(&args));
+    let again = precompile_examples();
     assert_eq!(again.code, 0, "{}", again.said);
     assert!(
         again.said.matches("already in the cache").count() == 4,
@@ -128,32 +120,35 @@ fn precompile_fills_the_cache_so_a_run_compiles_nothing() {
     assert!(!said.contains("compiling"), "{said}");
 }
 
-#[test]
-#[ignore = "needs the Python and JavaScript example plugins (tests/plugins/build-examples): tests/run runs it"]
-fn a_python_value_error_is_the_checks_error_with_its_type_message_and_line() {
-    let (code, json, said) = plugin_run("python-raises", &[]);
+/// `plugin run` of the example `plugin` fails with its exception's `text` as the check's error (exit 5),
+/// not with what the runtime would say of an abort (`wrong`).
+fn fails_with(plugin: &str, text: &str, wrong: &str) {
+    let (code, json, said) = plugin_run(plugin, &[]);
     assert_eq!(code, 5, "{said}");
     assert_eq!(json["verdict"], "error", "{said}");
     let reason = json["reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains("ValueError: the registry said no (at app.py:21)"),
-        "{reason}"
+    assert!(reason.contains(text), "{reason}");
+    assert!(!reason.contains(wrong), "{reason}");
+}
+
+#[test]
+#[ignore = "needs the Python and JavaScript example plugins (tests/plugins/build-examples): tests/run runs it"]
+fn a_python_value_error_is_the_checks_error_with_its_type_message_and_line() {
+    fails_with(
+        "python-raises",
+        "ValueError: the registry said no (at app.py:21)",
+        "panicked",
     );
-    assert!(!reason.contains("panicked"), "{reason}");
 }
 
 #[test]
 #[ignore = "needs the Python and JavaScript example plugins (tests/plugins/build-examples): tests/run runs it"]
 fn a_javascript_error_is_the_checks_error_with_its_message_and_place() {
-    let (code, json, said) = plugin_run("js-throws", &[]);
-    assert_eq!(code, 5, "{said}");
-    assert_eq!(json["verdict"], "error", "{said}");
-    let reason = json["reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains("Error: the registry said no (at app.js:14:"),
-        "{reason}"
+    fails_with(
+        "js-throws",
+        "Error: the registry said no (at app.js:14:",
+        "without a message",
     );
-    assert!(!reason.contains("without a message"), "{reason}");
 }
 
 #[test]
@@ -257,7 +252,7 @@ fn health_plugin(name: &str, example_name: &str) -> String {
     let (url, grant) = prometheus_health();
     format!(
         "[plugins.{name}]\nsource = \"{}\"\nallow_hosts = [\"{grant}\"]\nconfig = {{ url = \"{url}\" }}\n",
-        example(example_name).display()
+        path_str(&example(example_name))
     )
 }
 
@@ -278,21 +273,16 @@ fn a_deploy_baked_by_python_and_javascript_checks_goes_through_without_compiling
     assert!(!ran.said.contains("plugin precompile"), "{}", ran.said);
 }
 
-#[test]
-#[ignore = "needs the Python and JavaScript example plugins (tests/plugins/build-examples) and the local environment: tests/run runs it"]
-fn a_python_check_that_raises_in_the_bake_rolls_the_canary_back_and_says_why() {
+/// A deploy whose bake runs the example `plugin` alone: the canary rolled back, the main stage
+/// never reached, the lock released, and the exception's `text` in what the deploy said.
+fn bake_fails_and_rolls_back(site_name: &str, plugin: &str, text: &str) {
     let plugins = format!(
-        "[plugins.raises]\nsource = \"{}\"\n",
-        example("python-raises").display()
+        "[plugins.failing]\nsource = \"{}\"\n",
+        path_str(&example(plugin))
     );
-    let (site, ran) = baked_deploy("interpraise", &plugins, r#"["raises"]"#);
+    let (site, ran) = baked_deploy(site_name, &plugins, r#"["failing"]"#);
     assert_eq!(ran.code, 1, "{}", ran.said);
-    assert!(
-        ran.said
-            .contains("ValueError: the registry said no (at app.py:21)"),
-        "{}",
-        ran.said
-    );
+    assert!(ran.said.contains(text), "{}", ran.said);
     assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"), "rolled back");
     assert_eq!(site.image("gstg"), image_of("v1.0.0"), "never reached");
     assert_eq!(site.lease_holder("gstg"), "", "the lock is released");
@@ -300,19 +290,20 @@ fn a_python_check_that_raises_in_the_bake_rolls_the_canary_back_and_says_why() {
 
 #[test]
 #[ignore = "needs the Python and JavaScript example plugins (tests/plugins/build-examples) and the local environment: tests/run runs it"]
+fn a_python_check_that_raises_in_the_bake_rolls_the_canary_back_and_says_why() {
+    bake_fails_and_rolls_back(
+        "interpraise",
+        "python-raises",
+        "ValueError: the registry said no (at app.py:21)",
+    );
+}
+
+#[test]
+#[ignore = "needs the Python and JavaScript example plugins (tests/plugins/build-examples) and the local environment: tests/run runs it"]
 fn a_javascript_check_that_throws_in_the_bake_rolls_the_canary_back_and_says_why() {
-    let plugins = format!(
-        "[plugins.throws]\nsource = \"{}\"\n",
-        example("js-throws").display()
+    bake_fails_and_rolls_back(
+        "interpthrow",
+        "js-throws",
+        "Error: the registry said no (at app.js:14:",
     );
-    let (site, ran) = baked_deploy("interpthrow", &plugins, r#"["throws"]"#);
-    assert_eq!(ran.code, 1, "{}", ran.said);
-    assert!(
-        ran.said
-            .contains("Error: the registry said no (at app.js:14:"),
-        "{}",
-        ran.said
-    );
-    assert_eq!(site.image("gstg-cny"), image_of("v1.0.0"), "rolled back");
-    assert_eq!(site.image("gstg"), image_of("v1.0.0"), "never reached");
 }

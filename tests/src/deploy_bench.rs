@@ -468,7 +468,7 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 #[allow(clippy::cast_precision_loss, reason = "KiB of a process fit an f64")]
-fn megabytes(kib: u64) -> f64 {
+pub(crate) fn megabytes(kib: u64) -> f64 {
     kib as f64 * 1024.0 / 1_000_000.0
 }
 /// `a - b` in milliseconds, negative when `a` came first.
@@ -955,7 +955,7 @@ fn check_bake_plugin(env: &Environment, plugin: &str) -> String {
     )
 }
 
-fn path_str(path: &Path) -> anyhow::Result<&str> {
+pub(crate) fn path_str(path: &Path) -> anyhow::Result<&str> {
     path.to_str()
         .with_context(|| format!("not UTF-8: {}", path.display()))
 }

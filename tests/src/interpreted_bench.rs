@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use crate::deploy_bench::{Spread, Usage, run_timed};
+use crate::deploy_bench::{Spread, Usage, megabytes, path_str, run_timed};
 
 /// The compilers measured, as `TAGSHIP_PLUGIN_COMPILER` names them.
 pub const COMPILERS: [&str; 2] = ["cranelift", "winch"];
@@ -237,7 +237,7 @@ pub fn write(out: &mut String, rows: &[Row]) {
             spread(
                 &r.first
                     .iter()
-                    .map(|u| kib_mb(u.rss_kib))
+                    .map(|u| megabytes(u.rss_kib))
                     .collect::<Vec<_>>(),
                 " MB"
             ),
@@ -249,7 +249,10 @@ pub fn write(out: &mut String, rows: &[Row]) {
                 " ms"
             ),
             spread(
-                &r.run.iter().map(|u| kib_mb(u.rss_kib)).collect::<Vec<_>>(),
+                &r.run
+                    .iter()
+                    .map(|u| megabytes(u.rss_kib))
+                    .collect::<Vec<_>>(),
                 " MB"
             ),
         );
@@ -268,16 +271,6 @@ fn secs(d: std::time::Duration) -> f64 {
 #[allow(clippy::cast_precision_loss, reason = "sizes far below 2^52")]
 fn mb_of(bytes: u64) -> f64 {
     bytes as f64 / 1e6
-}
-
-#[allow(clippy::cast_precision_loss, reason = "sizes far below 2^52")]
-fn kib_mb(kib: u64) -> f64 {
-    kib as f64 * 1024.0 / 1e6
-}
-
-fn path_str(path: &Path) -> anyhow::Result<&str> {
-    path.to_str()
-        .with_context(|| format!("`{}` is not UTF-8", path.display()))
 }
 
 #[cfg(test)]

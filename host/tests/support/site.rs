@@ -258,7 +258,8 @@ impl Drop for Background {
     }
 }
 
-fn path_str(path: &Path) -> &str {
+/// `path` as text (test paths are UTF-8).
+pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
