@@ -21,6 +21,7 @@ mod redact;
 mod request;
 mod sandbox;
 mod signature;
+mod wasm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -42,6 +43,7 @@ pub use redact::{Redactor, escape, is_unsafe_char};
 
 use bindings::{compat, health, notifier, wit_types};
 use sandbox::{PluginEnv, State};
+use wasm::Fingerprint;
 
 use crate::context::{DeployContext, Event, EventKind, WorkloadVersion};
 use crate::verdict::{CompatReport, HealthReport, HealthStatus};
@@ -249,7 +251,7 @@ pub struct PluginHost {
     /// Which compiler a component gets (`TAGSHIP_PLUGIN_COMPILER`).
     choice: CompilerChoice,
     disk: Option<engine::ArtifactCache>,
-    /// Components already compiled in this process, by sha256.
+    /// Components already compiled in this process, by the blake3 of their wasm.
     compiled: Mutex<HashMap<String, Component>>,
 }
 
@@ -328,8 +330,8 @@ impl PluginHost {
     /// Reads a plugin's kind, API version, imports, size and hash without running it, and
     /// checks that it links (a plugin that cannot be loaded is an error here too).
     pub fn inspect(&self, source: &Source) -> Result<Inspection, PluginError> {
-        let (wasm, sha256) = read_source(source)?;
-        let (component, runtime) = self.compile(source, &wasm, &sha256, true)?;
+        let wasm = wasm::read(source)?;
+        let (component, runtime) = self.compile(source, Fingerprint::of_bytes(&wasm), true)?;
         let engine = &runtime.engine;
         let (kind, api_version) = identify(engine, &component, source)?;
         link(runtime, &component, source)?;
@@ -350,7 +352,8 @@ impl PluginHost {
                 .map(|(name, _)| name.to_owned())
                 .collect(),
             size: wasm.len(),
-            sha256,
+            // What `sha256sum` prints, to compare with; the caches key by blake3.
+            sha256: hex::encode(Sha256::digest(&wasm)),
         })
     }
 
@@ -362,13 +365,13 @@ impl PluginHost {
     /// Compiles a plugin into the on-disk cache, after checking that it is a plugin that links.
     /// Whether it was there already, and the compiler its size chose.
     pub fn precompile(&self, source: &Source) -> Result<(bool, Compiler), PluginError> {
-        let (wasm, sha256) = read_source(source)?;
-        let compiler = Compiler::for_size(self.choice, wasm.len());
+        let wasm = Fingerprint::of(source)?;
+        let compiler = Compiler::for_size(self.choice, wasm.len);
         let cached = match (&self.disk, self.runtime(compiler)) {
-            (Some(cache), Ok(runtime)) => cache.contains(&runtime.engine, compiler, &sha256),
+            (Some(cache), Ok(runtime)) => cache.contains(&runtime.engine, compiler, &wasm.key),
             _ => false,
         };
-        let (component, runtime) = self.compile(source, &wasm, &sha256, false)?;
+        let (component, runtime) = self.compile(source, wasm, false)?;
         identify(&runtime.engine, &component, source)?;
         link(runtime, &component, source)?;
         Ok((cached, runtime.compiler))
@@ -377,8 +380,8 @@ impl PluginHost {
     /// Loads a plugin: checks it is a component of a known world and API version, compiles it
     /// (or takes it from the cache) and pre-instantiates it.
     pub fn load(&self, spec: PluginSpec) -> Result<Plugin, PluginError> {
-        let (wasm, sha256) = read_source(&spec.source)?;
-        let (component, runtime) = self.compile(&spec.source, &wasm, &sha256, true)?;
+        let wasm = Fingerprint::of(&spec.source)?;
+        let (component, runtime) = self.compile(&spec.source, wasm, true)?;
         let (kind, _) = identify(&runtime.engine, &component, &spec.source)?;
         let link_error = |e: wasmtime::Error| PluginError::Link {
             plugin: spec.source.to_string(),
@@ -432,36 +435,43 @@ impl PluginHost {
     }
 
     /// The compiled component (from this process, the disk cache, or compiled now) and the
-    /// runtime of the compiler it was compiled with. `warn_slow`: warn when it took long,
-    /// naming `plugin precompile` (which passes `false`: it is that advice).
+    /// runtime of the compiler it was compiled with. The bytes are read only to be compiled.
+    /// `warn_slow`: warn when it took long, naming `plugin precompile` (which passes `false`:
+    /// it is that advice).
     fn compile(
         &self,
         source: &Source,
-        wasm: &[u8],
-        sha256: &str,
+        mut wasm: Fingerprint,
         warn_slow: bool,
     ) -> Result<(Component, &Runtime), PluginError> {
         let plugin = source.to_string();
-        if !wasm.starts_with(b"\0asm") {
-            return Err(PluginError::NotWasm { plugin });
-        }
-        // Bytes 4..8: version + layer. Layer 0 is a core module, layer 1 a component.
-        if wasm.get(6..8) == Some(&[0, 0]) {
-            return Err(PluginError::CoreModule { plugin });
-        }
+        wasm.check_component(&plugin)?;
         let mut compiled = self
             .compiled
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let runtime = self.runtime(Compiler::for_size(self.choice, wasm.len()))?;
-        if let Some(component) = compiled.get(sha256) {
+        let runtime = self.runtime(Compiler::for_size(self.choice, wasm.len))?;
+        if let Some(component) = compiled.get(&wasm.key) {
             return Ok((component.clone(), runtime));
         }
         let engine = &runtime.engine;
+        if let Some(component) = self
+            .disk
+            .as_ref()
+            .and_then(|cache| cache.load(engine, runtime.compiler, &wasm.key))
+        {
+            compiled.insert(wasm.key, component.clone());
+            return Ok((component, runtime));
+        }
+        // A miss: read the bytes, and key what is compiled by the bytes compiled (the file may
+        // have changed since it was fingerprinted; its artifact must not go under the old key).
+        let bytes = wasm::read(source)?;
+        wasm = Fingerprint::of_bytes(&bytes);
+        wasm.check_component(&plugin)?;
         let started = std::time::Instant::now();
         let result = match &self.disk {
-            Some(cache) => cache.load_or_compile(engine, runtime.compiler, wasm, sha256, &plugin),
-            None => Component::new(engine, wasm),
+            Some(cache) => cache.compile(engine, runtime.compiler, &bytes, &wasm.key, &plugin),
+            None => Component::new(engine, &bytes),
         };
         let took = started.elapsed();
         if warn_slow && took > SLOW_LOAD {
@@ -471,10 +481,10 @@ impl PluginHost {
                 plugin = %plugin,
                 "loading the plugin took {:.1} s ({} compiled to native code by {}); `tagship plugin precompile PLUGIN` (or `--config FILE`, every plugin of a configuration) fills the cache ahead (in CI, cache {})",
                 took.as_secs_f64(),
-                if wasm.len() >= 1 << 20 {
-                    format!("{} MB", wasm.len() >> 20)
+                if wasm.len >= 1 << 20 {
+                    format!("{} MB", wasm.len >> 20)
                 } else {
-                    format!("{} KB", wasm.len() >> 10)
+                    format!("{} KB", wasm.len >> 10)
                 },
                 runtime.compiler.name(),
                 self.disk
@@ -486,7 +496,7 @@ impl PluginHost {
             plugin,
             reason: escape(&format!("{e:#}")),
         })?;
-        compiled.insert(sha256.to_owned(), component.clone());
+        compiled.insert(wasm.key, component.clone());
         Ok((component, runtime))
     }
 }
@@ -524,25 +534,6 @@ fn link(
             reason,
         }
     })
-}
-
-fn read_source(source: &Source) -> Result<(std::borrow::Cow<'static, [u8]>, String), PluginError> {
-    let wasm: std::borrow::Cow<'static, [u8]> = match source {
-        Source::Builtin(name) => builtin::bytes(name)
-            .ok_or_else(|| PluginError::UnknownBuiltin {
-                name: name.clone(),
-                known: builtin_names().join(", "),
-            })?
-            .into(),
-        Source::File(path) => std::fs::read(path)
-            .map_err(|source| PluginError::Read {
-                path: path.clone(),
-                source,
-            })?
-            .into(),
-    };
-    let sha256 = hex::encode(Sha256::digest(&wasm));
-    Ok((wasm, sha256))
 }
 
 /// Reads the plugin's kind and API version from its exported interface names, such as
@@ -987,5 +978,29 @@ mod tests {
     fn cpu_budgets_are_whole_ticks_and_never_zero() {
         assert_eq!(ticks(std::time::Duration::from_secs(5)), 500);
         assert_eq!(ticks(std::time::Duration::from_millis(1)), 1);
+    }
+
+    #[test]
+    fn a_file_changed_after_its_fingerprint_is_cached_under_the_bytes_compiled() {
+        let Some(builtin) = builtin::bytes("http-health") else {
+            return; // a build without the guests' wasm (TAGSHIP_SKIP_GUESTS)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        // Fingerprinted while it held other bytes; replaced before the compile read it.
+        std::fs::write(&path, b"\0asm\x0d\0\x01\0 an older build").unwrap();
+        let stale = Fingerprint::of(&Source::File(path.clone())).unwrap();
+        std::fs::write(&path, builtin).unwrap();
+        let host = PluginHost::with_cache_dir(Some(dir.path().join("cache")));
+        host.compile(&Source::File(path), stale.clone(), false)
+            .unwrap();
+        let runtime = host.runtime(Compiler::Cranelift).unwrap();
+        let cache = host.disk.as_ref().unwrap();
+        let compiled = Fingerprint::of_bytes(builtin);
+        assert!(cache.contains(&runtime.engine, Compiler::Cranelift, &compiled.key));
+        assert!(!cache.contains(&runtime.engine, Compiler::Cranelift, &stale.key));
+        let in_process = host.compiled.lock().unwrap();
+        assert!(in_process.contains_key(&compiled.key));
+        assert!(!in_process.contains_key(&stale.key));
     }
 }

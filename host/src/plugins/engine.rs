@@ -1,7 +1,7 @@
 //! The wasmtime engine, its epoch ticker, and the on-disk cache of compiled components.
 //!
 //! # Guarantees
-//! - The cache only ever loads artifacts this runner wrote: files are named by the sha256 of the
+//! - The cache only ever loads artifacts this runner wrote: files are named by the blake3 of the
 //!   wasm and the engine's precompile-compatibility hash, live in a directory only the current
 //!   user can write, and are checked for owner and mode before loading. A `.cwasm` supplied by a
 //!   plugin author is never loaded (plugins are always given as `.wasm`).
@@ -183,14 +183,15 @@ impl ArtifactCache {
         Some(ArtifactCache { dir })
     }
 
-    fn path_for(&self, engine: &Engine, compiler: Compiler, sha256: &str) -> PathBuf {
+    /// Where the artifact of the wasm keyed `key` (its blake3) lives for this engine.
+    fn path_for(&self, engine: &Engine, compiler: Compiler, key: &str) -> PathBuf {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         // The compiler too: the two engines must never take each other's artifacts.
         compiler.name().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
         self.dir
-            .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
+            .join(format!("{key}-{:016x}.cwasm", hasher.finish()))
     }
 
     /// The directory.
@@ -198,24 +199,26 @@ impl ArtifactCache {
         &self.dir
     }
 
-    /// Whether a compiled artifact for the wasm of `sha256` is there.
-    pub(crate) fn contains(&self, engine: &Engine, compiler: Compiler, sha256: &str) -> bool {
-        self.path_for(engine, compiler, sha256).is_file()
+    /// Whether a compiled artifact for the wasm keyed `key` is there.
+    pub(crate) fn contains(&self, engine: &Engine, compiler: Compiler, key: &str) -> bool {
+        self.path_for(engine, compiler, key).is_file()
     }
 
-    /// The compiled component for `wasm`, from the cache or compiled now (and stored).
-    pub(crate) fn load_or_compile(
+    /// The cached compiled component of the wasm keyed `key`, when there is a usable one.
+    pub(crate) fn load(&self, engine: &Engine, compiler: Compiler, key: &str) -> Option<Component> {
+        load_trusted(engine, &self.path_for(engine, compiler, key))
+    }
+
+    /// Compiles `wasm` (keyed `key`) and stores the result for the next load.
+    pub(crate) fn compile(
         &self,
         engine: &Engine,
         compiler: Compiler,
         wasm: &[u8],
-        sha256: &str,
+        key: &str,
         plugin: &str,
     ) -> wasmtime::Result<Component> {
-        let path = self.path_for(engine, compiler, sha256);
-        if let Some(component) = load_trusted(engine, &path) {
-            return Ok(component);
-        }
+        let path = self.path_for(engine, compiler, key);
         if wasm.len() >= Compiler::INTERPRETER_BYTES {
             tracing::info!(
                 plugin,
@@ -268,7 +271,7 @@ fn load_trusted(engine: &Engine, path: &Path) -> Option<Component> {
 )]
 fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: `bytes` were produced by `Engine::precompile_component` of this process, or read
-    // from the cache directory this runner owns, under a name keyed by the wasm's sha256 and
+    // from the cache directory this runner owns, under a name keyed by the wasm's blake3 and
     // this engine's compatibility hash, after checking owner and mode (see the module docs).
     unsafe { Component::deserialize(engine, bytes) }
 }
@@ -279,7 +282,7 @@ fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
 )]
 fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: as for `deserialize`: `path` is in the cache directory this runner owns (mode
-    // 0700), named by the wasm's sha256 and this engine's compatibility hash, and its owner and
+    // 0700), named by the wasm's blake3 and this engine's compatibility hash, and its owner and
     // mode were just checked. The file is mapped, not copied (an interpreter's artifact is tens
     // of MB, and its memory image is then mapped copy-on-write from the page cache); it is
     // never modified in place: the cache only ever replaces a file by renaming a new one over
