@@ -213,7 +213,7 @@ pub fn write(out: &mut String, rows: &[Row]) {
         "\n### Plugins in Python and JavaScript, by compiler\n\n\
          The example components of `tests/plugins/build-examples`. First compile: `tagship plugin \
          precompile` into an empty cache (the process). Cached load: the same with the cache \
-         filled, as it reports the plugin's own time (read, sha256, deserialise, check, link). \
+         filled, as it reports the plugin's own time (read, blake3, deserialise, check, link). \
          Call: `tagship plugin run` against Prometheus `/-/healthy`, the call's `duration_ms` (a \
          fresh sandbox, the process's first), and the process's wall and peak RSS. Medians [min–max].\n\n\
          | component | size | compiler | first compile: wall | CPU | peak RSS | artifact | cached load | call | `plugin run`: wall | peak RSS |\n\
