@@ -7,7 +7,7 @@ use crate::version::Version;
 use super::decide::{self, RollbackDecision};
 use super::driver::{DeployOutcome, Run};
 use super::plan::{CommandLine, Plan, StagePlan};
-use super::ports::{CheckResult, Checks, Cluster, Completion, Notify, Reporter, StageLive};
+use super::ports::{CheckResult, Checks, Cluster, Notify, Reporter, StageLive};
 
 /// What a rollback was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,12 +168,8 @@ async fn perform<C: Cluster, N: Notify, R: Reporter>(
             &format!("rolling back {current} → {to} (on demand)"),
         )
         .await;
-    let result = match run.cluster.apply(stage, to, Some(current)).await {
-        Ok(()) => run.cluster.wait_rollout(stage).await,
-        Err(e) => Err(e),
-    };
-    let why = match result {
-        Ok(Completion::Succeeded) => {
+    let why = match run.revert(stage, to, current).await {
+        Ok(()) => {
             run.reporter
                 .step(Some(&stage.name), &format!("rolled back: serving {to}"));
             run.notify
@@ -197,8 +193,7 @@ async fn perform<C: Cluster, N: Notify, R: Reporter>(
                 skipped: vec![],
             };
         }
-        Ok(Completion::Failed(why)) => why,
-        Err(e) => e.to_string(),
+        Err(why) => why,
     };
     let why = format!("the rollback to {to} failed: {why}");
     run.notify
