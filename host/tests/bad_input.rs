@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use site::{Site, kubectl, tagship};
 
-/// The corpus must stay at least this large (issue 6).
+/// The corpus must stay at least this large: each case pins tagship's answer to one bad input, so
+/// the corpus may grow but not shrink, and cases lost to a moved or misnamed directory fail here
+/// instead of passing unnoticed.
 const MIN_CASES: usize = 40;
 /// No case may run longer than this: a bad input must be refused quickly.
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);

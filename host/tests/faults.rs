@@ -615,8 +615,10 @@ fn a_history_that_cannot_be_written_is_said_and_the_deploy_still_completes() {
     // When a release is deployed
     let ran = deploy(&config, &["--version", "v2.0.0"]);
 
-    // Then (the lifecycle's current choice, reported in issue 6) the release goes through, the
-    // run says the history could not be written, and the lock is released; no record exists
+    // Then (the lifecycle's choice: a history write that fails does not fail a release that is
+    // already serving, whose annotations name it and whose records a re-run fills in) the release
+    // goes through, the run says the history could not be written, and the lock is released; no
+    // record exists
     assert!(f.proxy.injected(failing) >= 8, "{:?}", f.proxy.seen());
     assert_eq!(ran.code, 0, "{}", ran.said);
     assert!(
@@ -801,8 +803,8 @@ fn a_run_killed_with_sigkill_loses_its_lease_at_expiry_and_another_holder_finish
     assert_eq!(f.site.lease_holder("gstg"), "", "{}", ran.said);
 }
 
-/// Issue 14, point 10: this took 4 minutes (8 attempts x a 30 s read timeout) while the warning
-/// said "retrying for about 10 s".
+/// Guards against a run that outlasts its own warning: with 8 attempts x a 30 s read timeout this
+/// took 4 minutes while the warning said "retrying for about 10 s".
 #[test]
 fn an_apiserver_that_never_answers_is_reported_within_the_time_tagship_announces() {
     // Given an apiserver that accepts connections and never answers (every request held back)
@@ -836,8 +838,8 @@ fn an_apiserver_that_never_answers_is_reported_within_the_time_tagship_announces
     assert_eq!(f.site.lease_holder("gstg"), "", "{said}");
 }
 
-/// Issue 14, points 10 and 11: the watch's failures were counted, not timed, so hung watch
-/// requests (30 s each) kept a rollout waiting until its own timeout, with no warning.
+/// Guards against watch failures counted instead of timed: hung watch requests (30 s each) then
+/// kept a rollout waiting until its own timeout, with no warning.
 #[test]
 fn a_rollout_watch_the_apiserver_never_answers_gives_up_within_the_time_tagship_announces() {
     // Given the Deployment watch requests held back (accepted, never answered) as many times as
@@ -877,8 +879,8 @@ fn a_rollout_watch_the_apiserver_never_answers_gives_up_within_the_time_tagship_
     assert_eq!(f.site.lease_holder("gstg"), "", "{said}");
 }
 
-/// Issue 14, point 10: the lock release on the way out hung on the same server until the
-/// clean-up's 20 s cap.
+/// Guards against a clean-up that hangs: the lock release on the way out used to hang on the same
+/// server until the clean-up's 20 s cap.
 #[test]
 fn a_sigterm_while_the_apiserver_hangs_ends_the_run_within_seconds() {
     // Given a deploy holding the lock mid-rollout (pods available only after 60 s), and then an
@@ -928,8 +930,9 @@ fn a_sigterm_while_the_apiserver_hangs_ends_the_run_within_seconds() {
     assert_eq!(f.site.lease_holder_who("gstg"), site::HOLDER, "{said}");
 }
 
-/// Issue 14, point 11: the 30 s read timeout cut every quiet watch, each cut counted as a failure
-/// (a warning at 60 s, "cannot watch deployment" and a rollback after about 4 minutes).
+/// Guards against a quiet watch taken for a failing one: a 30 s read timeout used to cut every
+/// quiet watch, each cut counted as a failure (a warning at 60 s, "cannot watch deployment" and a
+/// rollback after about 4 minutes).
 ///
 /// Takes about three minutes (the rollout is quiet for 150 s); it mostly waits, so it runs
 /// alongside the others.

@@ -1,4 +1,4 @@
-//! The deploy benchmark of issue 7 (`deploy-bench`): the real `tagship` binary against `kubectl`
+//! The deploy benchmark (`deploy-bench`): the real `tagship` binary against `kubectl`
 //! on the local environment `tests/cluster/up` started, measured as whole processes.
 //!
 //! Every child runs under `/usr/bin/time -f %M` for its peak RSS and is reaped with `wait4` for

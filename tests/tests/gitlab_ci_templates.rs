@@ -30,8 +30,8 @@ const GLOBAL_KEYWORDS: &[&str] = &[
 const DEFAULT_STAGES: &[&str] = &[".pre", "build", "test", "deploy", ".post"];
 
 /// The tagship commands the templates may call, with the flags each may pass (all take a value).
-/// This is the CLI surface of issue 5 (`trigger`, `deploy` with its report files,
-/// `check-compat`) and the commands that already exist.
+/// These are the commands made for CI (`trigger`, `deploy` with its report files,
+/// `check-compat`) and the `lock`, `status`, `plan` and `rollback` commands.
 const COMMANDS: &[(&str, &[&str])] = &[
     (
         "trigger",
