@@ -4,51 +4,23 @@
 
 #[path = "support/http_server.rs"]
 mod http_server;
-
-use std::process::Stdio;
+#[path = "support/plugin_run.rs"]
+mod plugin_run;
 
 use http_server::{Reply, Seen, TestServer};
-use tokio::io::AsyncWriteExt;
+use plugin_run::{CTX, Run};
 
-const CTX: &str =
-    r#"{"component":"registry","version":"v3.1.0","stage":"gstg-cny","environment":"gstg"}"#;
-
-struct Run {
-    code: i32,
-    json: serde_json::Value,
-    stderr: String,
-}
-
+/// `tagship plugin run PLUGIN --input - ARGS` with `input` on stdin and `env`; its stdout must
+/// be JSON (a built-in always loads).
 async fn run(plugin: &str, input: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tagship-cache");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tagship"));
-    cmd.args(["plugin", "run", plugin, "--input", "-"])
-        .args(args)
-        .env("TAGSHIP_CACHE_DIR", &cache)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("run tagship");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .await
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}\nstderr: {stderr}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        json,
-        stderr,
-    }
+    let run = plugin_run::run(plugin, input, args, env, "tagship-cache").await;
+    assert!(
+        !run.json.is_null(),
+        "stdout is not JSON: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    run
 }
 
 fn verdict(run: &Run) -> &str {

@@ -1,38 +1,14 @@
-//! The plugin author's tools on what other languages build (issue 16): `plugin inspect` says
+//! The plugin author's tools on what other languages build: `plugin inspect` says
 //! how the sandbox serves each import and refuses a component that cannot link, naming the
 //! import and what to use instead; an abort without a Rust panic message is explained by what
 //! the guest last wrote to stderr; `plugin precompile` fills the cache ahead of a deploy.
 
-use std::process::{Command, Output, Stdio};
+#[path = "support/plugin_run.rs"]
+mod plugin_run;
 
-const CTX: &str =
-    r#"{"component":"registry","version":"v3.1.0","stage":"gstg-cny","environment":"gstg"}"#;
+use std::process::Output;
 
-fn guest(name: &str) -> String {
-    format!(
-        "{}/{}.wasm",
-        env!("TAGSHIP_GUESTS_DIR"),
-        name.replace('-', "_")
-    )
-}
-
-fn cache(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
-}
-
-fn tagship(args: &[&str], cache_dir: &std::path::Path) -> Output {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tagship"))
-        .args(args)
-        .env("TAGSHIP_CACHE_DIR", cache_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tagship");
-    let _ = child.stdin.take().unwrap().write_all(CTX.as_bytes());
-    child.wait_with_output().unwrap()
-}
+use plugin_run::{cache, guest, tagship};
 
 fn text(out: &Output) -> (String, String) {
     (

@@ -1,75 +1,22 @@
-//! The sandbox under attack (issue 15): what a hostile guest controls — the request it builds,
+//! The sandbox under attack: what a hostile guest controls — the request it builds,
 //! the text it says, where it spends its time, the shape of its exports and results — run as a
 //! user runs a plugin (`tagship plugin run`, the real binary), with real HTTP on loopback.
 //! Each test names the class it covers; RELIABILITY.md has the table.
 
 #[path = "support/http_server.rs"]
 mod http_server;
+#[path = "support/plugin_run.rs"]
+mod plugin_run;
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_server::{Reply, Seen, TestServer};
-use tokio::io::AsyncWriteExt;
+use plugin_run::{CTX, Run, guest};
 
-const CTX: &str =
-    r#"{"component":"registry","version":"v3.1.0","stage":"gstg-cny","environment":"gstg"}"#;
-
-/// The component file of test program `name`.
-fn guest(name: &str) -> String {
-    format!(
-        "{}/{}.wasm",
-        env!("TAGSHIP_GUESTS_DIR"),
-        name.replace('-', "_")
-    )
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    json: serde_json::Value,
-    took: Duration,
-}
-
-impl Run {
-    fn field(&self, key: &str) -> String {
-        self.json[key].as_str().unwrap_or_default().to_owned()
-    }
-
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-/// `tagship plugin run PLUGIN --input - ARGS` with `env`; stdout need not be JSON (a load
-/// error prints none).
+/// `tagship plugin run PLUGIN --input - ARGS` with `env`, the canary context on stdin; stdout
+/// need not be JSON (a load error prints none).
 async fn run(plugin: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("attack-cache");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tagship"));
-    cmd.args(["plugin", "run", plugin, "--input", "-"])
-        .args(args)
-        .env("TAGSHIP_CACHE_DIR", &cache)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("run tagship");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(CTX.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        took: started.elapsed(),
-    }
+    plugin_run::run(plugin, CTX, args, env, "attack-cache").await
 }
 
 fn cfg(pairs: &[(&str, &str)]) -> Vec<String> {
