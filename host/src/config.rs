@@ -29,6 +29,7 @@ mod error;
 mod names;
 mod read;
 mod schema;
+mod section;
 mod validate;
 
 #[cfg(test)]
