@@ -35,7 +35,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-
 pub use builtin::builtin_names;
 pub use engine::{Compiler, CompilerChoice};
 pub use error::PluginError;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -20,6 +20,7 @@ use tagship::cluster::{
     ApplyOutcome, ClusterError, Holder, JobOutcome, JobSpec, KubeCluster, LiveDeployment,
     LockAttempt, PROGRESS_DEADLINE_EXCEEDED, RolloutOutcome, RolloutState,
 };
+use tagship_tests::fixtures::kubectl::Kubectl;
 
 const IMAGE_V1: &str = "registry.example.com/registry:v1.0.0-gitlab";
 const IMAGE_V2: &str = "registry.example.com/registry:v1.1.0-gitlab";
@@ -27,6 +28,8 @@ const IMAGE_V3: &str = "registry.example.com/registry:v1.2.0-gitlab";
 const SIDECAR: &str = "registry.example.com/sidecar:v9.9.9";
 const WAIT: Duration = Duration::from_mins(1);
 
+/// `$TAGSHIP_KUBECONFIG`. Not `support/site.rs`'s `env`: this file does not include the site
+/// support, and its message names only the one variable it needs.
 fn kubeconfig() -> PathBuf {
     match std::env::var_os("TAGSHIP_KUBECONFIG") {
         Some(path) => PathBuf::from(path),
@@ -68,6 +71,10 @@ impl Env {
 
     /// Creates Deployment `registry`: 2 replicas, containers `registry` and `sidecar`, labels,
     /// env, a 10 s progress deadline; created by another field manager than tagship's.
+    ///
+    /// Deliberately not one of `tagship_tests::fixtures::manifests`: this adapter test compares
+    /// the whole object before and after an apply, so it wants extra labels, an annotation and
+    /// env on both containers that the shared shapes do not have.
     async fn create_registry(&self) -> Deployment {
         let manifest: Deployment = serde_json::from_value(json!({
             "apiVersion": "apps/v1",
@@ -121,13 +128,10 @@ impl Env {
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig())
-            .arg("-n")
-            .arg(&self.ns)
-            .args(args)
-            .output()
+        Kubectl::new(kubeconfig())
+            .program("/usr/bin/kubectl")
+            .namespace(&self.ns)
+            .output(args)
             .expect("run kubectl")
     }
 }
@@ -135,11 +139,9 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         // Best effort and without waiting; kubectl because `drop` cannot await.
-        let _ = Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig())
-            .args(["delete", "namespace", &self.ns, "--wait=false"])
-            .output();
+        Kubectl::new(kubeconfig())
+            .program("/usr/bin/kubectl")
+            .delete_namespace_in_background(&self.ns);
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -17,6 +17,8 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
 use crate::client_from_kubeconfig;
+use crate::fixtures::kubectl::Kubectl;
+pub use crate::fixtures::manifests::minimal_deployment as deployment_manifest;
 
 /// Environment variable naming the state directory of a running environment.
 pub const CLUSTER_DIR_VAR: &str = "TAGSHIP_CLUSTER_DIR";
@@ -119,11 +121,8 @@ impl Environment {
 
     /// Runs `kubectl --kubeconfig <ours> ARGS` and returns its output.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
+        Kubectl::new(&self.kubeconfig)
+            .output(args)
             .context("running `kubectl`")
     }
 
@@ -164,39 +163,8 @@ pub struct TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         // Async drop does not exist and the test's runtime may be shutting down: use kubectl.
-        let _ = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["delete", "namespace", &self.name, "--wait=false"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        Kubectl::new(&self.kubeconfig).delete_namespace_in_background(&self.name);
     }
-}
-
-/// A Deployment manifest for server-side apply: one container `registry` running `image`, with a
-/// short `progressDeadlineSeconds` (a failing rollout otherwise waits ten minutes). Only fields a
-/// 1.20 server knows.
-pub fn deployment_manifest(
-    name: &str,
-    image: &str,
-    replicas: i32,
-    progress_deadline_seconds: i32,
-) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": progress_deadline_seconds,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "registry", "image": image}]},
-            },
-        },
-    })
 }
 
 /// Six random lowercase letters and digits, for unique object names.

@@ -10,6 +10,7 @@ pub mod configuration;
 pub mod conventions;
 pub mod deploy_bench;
 pub mod fault_proxy;
+pub mod fixtures;
 pub mod harness;
 pub mod interpreted_bench;
 pub mod kubelet;

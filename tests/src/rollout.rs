@@ -3,6 +3,11 @@
 //!
 //! `kube::runtime::conditions::is_deployment_completed` can fire on the previous rollout, and
 //! `is_job_completed` never fires for a failed Job; these functions avoid both traps.
+//!
+//! Deliberately a second implementation: tagship has its own rollout rule
+//! (`tagship::cluster::RolloutState`, and its own `PROGRESS_DEADLINE_EXCEEDED`). This one is
+//! written independently from kubectl's rule so the tests and `deploy-bench` have an oracle to
+//! check tagship against; do not merge the two or make one call the other.
 
 use std::time::Duration;
 
