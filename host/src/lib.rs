@@ -4,6 +4,11 @@
 //! maps the outcome to an exit code. Data flows one way: [`cli`] → [`plugins`] (and, as they land,
 //! configuration, lifecycle, cluster and report modules). Adapters never call back into the CLI.
 
+// Terminal output has three doors: report.rs (every line and all data), progress.rs's live line
+// (indicatif) and tracing's subscriber (cli.rs). The print macros are denied everywhere else;
+// tests/architecture.rs keeps the doors where they are.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod cli;
 pub mod cluster;
 pub mod config;

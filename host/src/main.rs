@@ -1,5 +1,7 @@
 //! The `tagship` binary: parse arguments, run the command, map the outcome to an exit code.
 
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -16,7 +18,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            tagship::report::stderr_line(&format!("error: cannot start the async runtime: {e}"));
             return tagship::exit::Outcome::Usage.into();
         }
     };
