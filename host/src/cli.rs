@@ -8,6 +8,7 @@ mod inspect;
 mod lock;
 mod plugin;
 mod rollback;
+mod signal;
 mod trigger;
 
 use std::fmt::Write as _;

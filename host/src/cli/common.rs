@@ -2,11 +2,34 @@
 //! turned into a usage error (exit 2) that says what to fix.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
 
 use super::CommandError;
 use crate::config::{self, Config};
 use crate::version::{TagTemplate, Version, VersionError};
+
+/// `--config`: the configuration file, for every command that reads one.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigFile {
+    /// The configuration file.
+    #[arg(
+        id = "config",
+        long = "config",
+        value_name = "CONFIG",
+        default_value = "tagship.toml",
+        env = "TAGSHIP_CONFIG"
+    )]
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    /// Loads and validates it.
+    pub fn load(&self) -> Result<Config, CommandError> {
+        load(&self.path)
+    }
+}
 
 /// Loads and validates the configuration file.
 pub fn load(path: &Path) -> Result<Config, CommandError> {

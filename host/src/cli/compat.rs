@@ -8,9 +8,10 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use clap::Args;
+
+use super::common::ConfigFile;
 use serde_json::json;
 
 use super::{CommandError, OutputFormat, common};
@@ -38,9 +39,8 @@ pub struct CheckCompatArgs {
     #[arg(long)]
     pub allow_undecided: bool,
 
-    /// The configuration file.
-    #[arg(long, default_value = "tagship.toml", env = "TAGSHIP_CONFIG")]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigFile,
 
     /// How to print.
     #[arg(long, value_enum, default_value_t)]
@@ -74,7 +74,7 @@ struct StageResult {
 
 /// Runs `check-compat`.
 pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
-    let config = common::load(&args.config)?;
+    let config = args.config.load()?;
     common::check_credentials(&config)?;
     for stage in &args.stage {
         common::require_stage(&config, stage)?;
@@ -117,7 +117,7 @@ pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
                 return Err(CommandError::usage(anyhow::anyhow!(
                     "stage `{}` has no compat plugin in its `pre_checks` in {}",
                     stage.name,
-                    args.config.display()
+                    args.config.path.display()
                 )));
             }
             continue;
@@ -127,7 +127,7 @@ pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
     if selected.is_empty() {
         return Err(CommandError::usage(anyhow::anyhow!(
             "no stage of {} has a compat plugin: add a compat-check plugin (e.g. `builtin:rails-compat`) to a stage's `pre_checks`",
-            args.config.display()
+            args.config.path.display()
         )));
     }
 

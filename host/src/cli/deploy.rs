@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::common::ConfigFile;
+use super::signal::{CLEANUP_WITHIN, shutdown_signal};
+
 use super::{CommandError, common};
 use crate::context::EventKind;
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
@@ -26,9 +29,8 @@ pub struct DeployArgs {
     #[arg(long, env = "TAGSHIP_VERSION")]
     pub version: Option<String>,
 
-    /// The configuration file.
-    #[arg(long, default_value = "tagship.toml", env = "TAGSHIP_CONFIG")]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigFile,
 
     /// Enter this manual stage (repeatable). Without it the run stops before the stage,
     /// "awaiting approval", exit 0, and prints the command to continue. A stage without
@@ -82,7 +84,7 @@ pub struct DeployArgs {
 /// Runs `deploy`.
 pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     let given = common::version(args.version.as_deref())?;
-    let config = common::load(&args.config)?;
+    let config = args.config.load()?;
     common::check_tag(Some(&config.component.tag), &given)?;
     let target = given.version;
     common::check_credentials(&config)?;
@@ -172,7 +174,7 @@ fn command_line(args: &DeployArgs, target: &Version) -> CommandLine {
     let mut words = vec![
         "deploy".to_owned(),
         "--config".to_owned(),
-        args.config.display().to_string(),
+        args.config.path.display().to_string(),
         "--version".to_owned(),
         target.to_string(),
     ];
@@ -375,28 +377,6 @@ async fn dry_run_migration(
         }
     }
 }
-
-/// Waits for Ctrl-C (SIGINT) or SIGTERM (what CI sends when a job is cancelled), and names it.
-pub(super) async fn shutdown_signal() -> &'static str {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
-}
-
-/// How long the clean-up after a signal may take: the lock releases and the notification each
-/// get this long, side by side. CI gives a cancelled job's process a few seconds before it kills
-/// it, and a cluster that does not answer would otherwise keep it in a request the retry's
-/// budget allows far longer; a lock not released expires on its own.
-const CLEANUP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The run was stopped by a signal: release every lock it may hold (only ours are released),
 /// tell the notifiers, and say how to finish. Nothing is rolled back: a re-run of the same

@@ -2,9 +2,10 @@
 //! nothing in any cluster and take no lock.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use clap::Args;
+
+use super::common::ConfigFile;
 use serde_json::{Value, json};
 
 use super::{CommandError, OutputFormat, common};
@@ -23,9 +24,8 @@ use crate::version::Version;
 /// Where the configuration is, and how to print.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// The configuration file.
-    #[arg(long, default_value = "tagship.toml", env = "TAGSHIP_CONFIG")]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigFile,
 
     /// How to print.
     #[arg(long, value_enum, default_value_t)]
@@ -93,7 +93,7 @@ pub struct HistoryArgs {
 /// Runs `plan`.
 pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
     let given = common::version(args.version.as_deref())?;
-    let config = common::load(&args.common.config)?;
+    let config = args.common.config.load()?;
     common::check_tag(Some(&config.component.tag), &given)?;
     let target = given.version;
     common::check_credentials(&config)?;
@@ -150,7 +150,7 @@ fn deploy_command(args: &PlanArgs, target: &Version) -> CommandLine {
     let mut line = CommandLine::new([
         "deploy".to_owned(),
         "--config".to_owned(),
-        args.common.config.display().to_string(),
+        args.common.config.path.display().to_string(),
         "--version".to_owned(),
         target.to_string(),
     ]);
@@ -168,7 +168,7 @@ fn deploy_command(args: &PlanArgs, target: &Version) -> CommandLine {
 
 /// Runs `status`.
 pub async fn run_status(args: StatusArgs) -> Result<Outcome, CommandError> {
-    let config = common::load(&args.common.config)?;
+    let config = args.common.config.load()?;
     common::check_credentials(&config)?;
     // The action is irrelevant for status; any version gives the same reads.
     let any: Version = "v0.0.0"
@@ -200,7 +200,7 @@ pub async fn run_status(args: StatusArgs) -> Result<Outcome, CommandError> {
 
 /// Runs `history`.
 pub async fn run_history(args: HistoryArgs) -> Result<Outcome, CommandError> {
-    let config = common::load(&args.common.config)?;
+    let config = args.common.config.load()?;
     common::check_credentials(&config)?;
     common::require_stage(&config, &args.stage)?;
     let cluster = KubePorts::new(&config, holder("history".into()));

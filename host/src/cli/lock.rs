@@ -7,10 +7,11 @@
 //! does ([`EnvironmentLock`]): within the wait, renewed while `lock run`'s command runs.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+
+use super::common::ConfigFile;
 
 use super::{CommandError, OutputFormat, common};
 use crate::cluster::{Holder, LockInfo};
@@ -57,9 +58,8 @@ pub struct TargetArgs {
     #[arg(long)]
     pub environment: Option<String>,
 
-    /// The configuration file.
-    #[arg(long, default_value = "tagship.toml", env = "TAGSHIP_CONFIG")]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigFile,
 
     /// Who takes or releases it. With `acquire` and `release`, exactly this identity (so a
     /// later `release --holder H` finds it); with `run`, this name plus the run. Default:
@@ -117,7 +117,7 @@ pub async fn run(command: LockCommand) -> Result<Outcome, CommandError> {
 
 /// The configuration and the environment a lock command is about.
 fn target(args: &TargetArgs) -> Result<(Config, String), CommandError> {
-    let config = common::load(&args.config)?;
+    let config = args.config.load()?;
     common::check_credentials(&config)?;
     let environment = match (&args.stage, &args.environment) {
         (Some(stage), _) => {
@@ -138,7 +138,7 @@ fn target(args: &TargetArgs) -> Result<(Config, String), CommandError> {
         let known: Vec<&str> = config.environments().iter().map(|e| e.name).collect();
         return Err(CommandError::usage(anyhow::anyhow!(
             "no stage of {} is in environment `{environment}`; the environments are: {}",
-            args.config.display(),
+            args.config.path.display(),
             known.join(", ")
         )));
     }
@@ -341,7 +341,7 @@ async fn run_command(
             loop {
                 tokio::select! {
                     status = child.wait() => return status,
-                    signal = super::deploy::shutdown_signal() => {
+                    signal = super::signal::shutdown_signal() => {
                         report::stderr_line(&format!("{signal}: passing it on to `{program}`"));
                         pass_on(pid, signal);
                     }

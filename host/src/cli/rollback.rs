@@ -1,8 +1,8 @@
 //! `tagship rollback --stage S [--to V] [--force]`: return a stage to an earlier version.
 
-use std::path::PathBuf;
-
 use clap::Args;
+
+use super::common::ConfigFile;
 
 use super::{CommandError, common};
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
@@ -29,14 +29,13 @@ pub struct RollbackArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// The configuration file.
-    #[arg(long, default_value = "tagship.toml", env = "TAGSHIP_CONFIG")]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigFile,
 }
 
 /// This rollback's command line, every flag spelled out, for the follow-up commands it prints.
 fn command_line(args: &RollbackArgs) -> CommandLine {
-    let config = args.config.display().to_string();
+    let config = args.config.path.display().to_string();
     let mut line = CommandLine::new(["rollback", "--config", &config, "--stage", &args.stage]);
     if let Some(to) = &args.to {
         line = line.with(&["--to", to]);
@@ -49,7 +48,7 @@ fn command_line(args: &RollbackArgs) -> CommandLine {
 
 /// Runs `rollback`.
 pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
-    let config = common::load(&args.config)?;
+    let config = args.config.load()?;
     common::check_credentials(&config)?;
     common::require_stage(&config, &args.stage)?;
     let to = args
@@ -97,17 +96,15 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     let run = Box::pin(rollback(&plan, &request, &cluster, &notify, &display));
     let outcome = tokio::select! {
         outcome = run => outcome,
-        signal = super::deploy::shutdown_signal() => {
+        signal = super::signal::shutdown_signal() => {
             // Give the lock back (only ours is released); the stage may be part-way.
             let environment = config
                 .stage(&args.stage)
                 .map(|s| s.environment.clone())
                 .unwrap_or_default();
-            let released = tokio::time::timeout(
-                std::time::Duration::from_secs(20),
-                cluster.unlock(&environment),
-            )
-            .await;
+            let released =
+                tokio::time::timeout(super::signal::CLEANUP_WITHIN, cluster.unlock(&environment))
+                    .await;
             if !matches!(released, Ok(Ok(()))) {
                 report::stderr_line(&format!(
                     "could not release the lock of `{environment}`; it expires on its own"
