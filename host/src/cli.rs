@@ -148,12 +148,12 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "tagship", &mut out);
-            crate::report::stdout_line(String::from_utf8_lossy(&out).trim_end());
+            crate::terminal::stdout_line(String::from_utf8_lossy(&out).trim_end());
             Ok(Outcome::Done)
         }
         Command::Man { out_dir: Some(dir) } => clap_mangen::generate_to(Cli::command(), &dir)
             .map(|()| {
-                crate::report::stderr_line(&format!("wrote the man pages to {}", dir.display()));
+                crate::terminal::stderr_line(&format!("wrote the man pages to {}", dir.display()));
                 Outcome::Done
             })
             .map_err(|e| {
@@ -166,7 +166,7 @@ pub async fn run(cli: Cli) -> Outcome {
             let mut out = Vec::new();
             match clap_mangen::Man::new(Cli::command()).render(&mut out) {
                 Ok(()) => {
-                    crate::report::stdout_line(String::from_utf8_lossy(&out).trim_end());
+                    crate::terminal::stdout_line(String::from_utf8_lossy(&out).trim_end());
                     Ok(Outcome::Done)
                 }
                 Err(e) => Err(CommandError::new(Outcome::Failed, e)),
@@ -222,7 +222,7 @@ fn report_error(error: &anyhow::Error) {
     if let Some(hint) = error.chain().find_map(hint_for) {
         let _ = write!(text, "\nhint: {hint}");
     }
-    crate::report::stderr_line(&text);
+    crate::terminal::stderr_line(&text);
 }
 
 fn hint_for(cause: &(dyn std::error::Error + 'static)) -> Option<String> {

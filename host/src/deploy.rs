@@ -115,6 +115,6 @@ mod kube;
 mod migration_jobs;
 mod plugin_ports;
 
-pub use holder::{LineReporter, default_holder, holder, holder_who};
+pub use holder::{default_holder, holder, holder_who};
 pub use kube::KubePorts;
 pub use plugin_ports::PluginPorts;

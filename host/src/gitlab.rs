@@ -166,7 +166,7 @@ pub async fn trigger(request: &TriggerRequest, retry: Retry) -> Result<Triggered
         let response = match client.post(&url).form(&form).send().await {
             Ok(response) => response,
             Err(e) => {
-                last = redact(crate::report::one_line(&e));
+                last = redact(crate::terminal::one_line(&e));
                 continue;
             }
         };

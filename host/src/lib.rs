@@ -4,7 +4,7 @@
 //! maps the outcome to an exit code. Data flows one way: [`cli`] → [`plugins`] (and, as they land,
 //! configuration, lifecycle, cluster and report modules). Adapters never call back into the CLI.
 
-// Terminal output has three doors: report.rs (every line and all data), progress.rs's live line
+// Terminal output has three doors: terminal.rs (every line and all data), progress.rs's live line
 // (indicatif) and tracing's subscriber (cli.rs). The print macros are denied everywhere else;
 // tests/architecture.rs keeps the doors where they are.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -22,6 +22,6 @@ pub mod lifecycle;
 pub mod plugins;
 pub mod progress;
 pub mod registry;
-pub mod report;
+pub mod terminal;
 pub mod verdict;
 pub mod version;

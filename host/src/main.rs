@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            tagship::report::stderr_line(&format!("error: cannot start the async runtime: {e}"));
+            tagship::terminal::stderr_line(&format!("error: cannot start the async runtime: {e}"));
             return tagship::exit::Outcome::Usage.into();
         }
     };

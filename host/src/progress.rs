@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::lifecycle::ports::{CheckOutcome, CheckResult, Phase, Reporter, StageEnd, bake_label};
-use crate::report;
+use crate::terminal;
 
 /// Whether tagship runs in CI: `CI` is `true`/`1`, or GitLab's `GITLAB_CI` is set.
 #[must_use]
@@ -51,7 +51,7 @@ pub struct Lines;
 
 impl Reporter for Lines {
     fn step(&self, stage: Option<&str>, message: &str) {
-        report::stderr_line(&line(stage, message));
+        terminal::stderr_line(&line(stage, message));
     }
 }
 
@@ -108,21 +108,21 @@ pub fn section_end(name: &str) -> String {
 impl CiSections {
     fn close_phase(open: &mut Open) {
         if let Some(name) = open.phase.take() {
-            report::stderr_line(&section_end(&name));
+            terminal::stderr_line(&section_end(&name));
         }
     }
 
     fn close_stage(open: &mut Open) {
         Self::close_phase(open);
         if let Some(stage) = open.stage.take() {
-            report::stderr_line(&section_end(&section_name(&[&stage])));
+            terminal::stderr_line(&section_end(&section_name(&[&stage])));
         }
     }
 
     fn enter_stage(open: &mut Open, stage: &str) {
         if open.stage.as_deref() != Some(stage) {
             Self::close_stage(open);
-            report::stderr_line(&section_start(
+            terminal::stderr_line(&section_start(
                 &section_name(&[stage]),
                 &format!("stage {stage}"),
             ));
@@ -143,7 +143,7 @@ impl Reporter for CiSections {
         if let Some(stage) = stage {
             Self::enter_stage(&mut open, stage);
         }
-        report::stderr_line(&line(stage, message));
+        terminal::stderr_line(&line(stage, message));
     }
 
     fn phase(&self, stage: &str, phase: Phase) {
@@ -151,7 +151,7 @@ impl Reporter for CiSections {
         Self::enter_stage(&mut open, stage);
         Self::close_phase(&mut open);
         let name = section_name(&[stage, phase.name()]);
-        report::stderr_line(&section_start(&name, &format!("{stage}: {}", phase.name())));
+        terminal::stderr_line(&section_start(&name, &format!("{stage}: {}", phase.name())));
         open.phase = Some(name);
     }
 

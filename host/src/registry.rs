@@ -160,7 +160,7 @@ pub async fn resolve_digest(
         .build()
         .map_err(|e| RegistryError::Unreachable {
             url: repository.base_url.clone(),
-            reason: crate::report::one_line(&e),
+            reason: crate::terminal::one_line(&e),
         })?;
     let url = format!(
         "{}/v2/{}/manifests/{}",
@@ -233,7 +233,7 @@ async fn send(
             Err(e) => {
                 return Err(RegistryError::Unreachable {
                     url: base_url.to_owned(),
-                    reason: crate::report::one_line(&e.without_url()),
+                    reason: crate::terminal::one_line(&e.without_url()),
                 });
             }
         }
@@ -312,7 +312,7 @@ async fn authorize(
                 .await
                 .map_err(|e| RegistryError::Unreachable {
                     url: realm.clone(),
-                    reason: crate::report::one_line(&e.without_url()),
+                    reason: crate::terminal::one_line(&e.without_url()),
                 })?;
             let body: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| RegistryError::Unexpected {

@@ -188,7 +188,7 @@ pub fn check_credentials(config: &Config) -> Result<(), CommandError> {
                 if kubeconfig.is_some() {
                     let _ = write!(text, " (its kubeconfig is named by {})", named_in());
                 }
-                CommandError::usage(anyhow::anyhow!("{text}: {}", crate::report::one_line(&e)))
+                CommandError::usage(anyhow::anyhow!("{text}: {}", crate::terminal::one_line(&e)))
             };
             match credentials(kubeconfig).map_err(problem)? {
                 Credentials::Kubeconfig { file, path } => {

@@ -20,7 +20,7 @@ use crate::exit::Outcome;
 use crate::lifecycle::ports::{CheckOutcome, Checks as _, Cluster as _, StageLive};
 use crate::lifecycle::{StagePlan, context_for};
 use crate::plugins::{PluginHost, PluginKind};
-use crate::report;
+use crate::terminal;
 use crate::version::{TagTemplate, image_tag};
 
 /// `check-compat` arguments.
@@ -156,7 +156,7 @@ pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
         Verdict::Compatible => Outcome::Done,
         Verdict::Incompatible => Outcome::Failed,
         Verdict::Undecided if args.allow_undecided => {
-            report::stderr_line(
+            terminal::stderr_line(
                 "warning: compatibility undecided, passing anyway as --allow-undecided asks",
             );
             Outcome::Done
@@ -250,7 +250,7 @@ fn unreadable_versions(live: &StageLive, tag: &TagTemplate) -> Vec<String> {
 fn print(args: &CheckCompatArgs, app_version: &str, results: &[StageResult]) {
     let worst = results.iter().map(|r| r.verdict).max();
     match args.output {
-        OutputFormat::Json => report::stdout_json(&json!({
+        OutputFormat::Json => terminal::stdout_json(&json!({
             "app_version": app_version,
             "verdict": worst.map(Verdict::word),
             "stages": results.iter().map(|r| json!({
@@ -279,7 +279,7 @@ fn print(args: &CheckCompatArgs, app_version: &str, results: &[StageResult]) {
                 }
                 text.push('\n');
             }
-            report::stdout_line(text.trim_end());
+            terminal::stdout_line(text.trim_end());
         }
     }
 }

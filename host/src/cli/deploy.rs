@@ -19,7 +19,7 @@ use crate::lifecycle::{
 };
 use crate::plugins::PluginHost;
 use crate::progress;
-use crate::report;
+use crate::terminal;
 use crate::version::Version;
 
 /// `deploy` arguments.
@@ -139,7 +139,7 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
             rolled_back_to: None,
         };
         let finished = journal.finish();
-        report::stderr_line(&ending.summary);
+        terminal::stderr_line(&ending.summary);
         write_reports(&args, &plan, &finished, &ending);
         return Ok(outcome);
     }
@@ -163,7 +163,7 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
         }
     };
     let finished = journal.finish();
-    report::stderr_line(&ending.summary);
+    terminal::stderr_line(&ending.summary);
     write_reports(&args, &plan, &finished, &ending);
     Ok(outcome)
 }
@@ -223,7 +223,7 @@ fn write_reports(args: &DeployArgs, plan: &Plan, finished: &Finished, ending: &E
     };
     let outputs: [(&Option<PathBuf>, &str, Render); 3] = [
         (&args.json_report, "JSON report", |r| {
-            crate::report::json(&r.json())
+            crate::terminal::json(&r.json())
         }),
         (&args.markdown_report, "Markdown summary", |r| r.markdown()),
         (&args.dotenv, "dotenv file", |r| r.dotenv()),
@@ -232,8 +232,8 @@ fn write_reports(args: &DeployArgs, plan: &Plan, finished: &Finished, ending: &E
         let Some(path) = path else { continue };
         let text = render(&report);
         match write_atomically(path, &text) {
-            Ok(()) => report::stderr_line(&format!("wrote the {what} to {}", path.display())),
-            Err(e) => report::stderr_line(&format!(
+            Ok(()) => terminal::stderr_line(&format!("wrote the {what} to {}", path.display())),
+            Err(e) => terminal::stderr_line(&format!(
                 "error: could not write the {what} to {}: {e}",
                 path.display()
             )),
@@ -393,7 +393,7 @@ async fn interrupted(
     cluster: &KubePorts<'_>,
     notify: &impl crate::lifecycle::ports::Notify,
 ) -> Ending {
-    report::stderr_line(&format!(
+    terminal::stderr_line(&format!(
         "{signal}: stopping; releasing the deploy lock (a second signal exits at once)"
     ));
     let environments: BTreeSet<&str> = plan.stages.iter().map(|s| s.environment.as_str()).collect();
@@ -401,10 +401,10 @@ async fn interrupted(
         futures::future::join_all(environments.into_iter().map(|environment| async move {
             match tokio::time::timeout(CLEANUP_WITHIN, cluster.unlock(environment)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => report::stderr_line(&format!(
+                Ok(Err(e)) => terminal::stderr_line(&format!(
                     "could not release the lock of `{environment}` (it expires on its own): {e}"
                 )),
-                Err(_) => report::stderr_line(&format!(
+                Err(_) => terminal::stderr_line(&format!(
                     "could not release the lock of `{environment}` within {} s: the API server \
                      did not answer (it expires on its own)",
                     CLEANUP_WITHIN.as_secs()
@@ -419,7 +419,7 @@ async fn interrupted(
         );
         let sent = notify.send(None, EventKind::DeployFailed, &ctx, &message);
         if tokio::time::timeout(CLEANUP_WITHIN, sent).await.is_err() {
-            report::stderr_line(&format!(
+            terminal::stderr_line(&format!(
                 "the notifiers were not told within {} s",
                 CLEANUP_WITHIN.as_secs()
             ));
@@ -427,7 +427,7 @@ async fn interrupted(
     };
     tokio::select! {
         _ = async { futures::join!(release, tell) } => {}
-        _ = shutdown_signal() => report::stderr_line("second signal: exiting without cleaning up"),
+        _ = shutdown_signal() => terminal::stderr_line("second signal: exiting without cleaning up"),
     }
     Ending {
         outcome: "interrupted",

@@ -18,7 +18,7 @@ use crate::lifecycle::ports::{
 use crate::lifecycle::{
     Action, CommandLine, Plan, StagePlan, StagePreview, check_per_cluster, context_for, preview,
 };
-use crate::report;
+use crate::terminal;
 use crate::version::Version;
 
 /// Where the configuration is, and how to print.
@@ -124,7 +124,7 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
         }
     }
     match args.common.output {
-        OutputFormat::Json => report::stdout_json(&json!({
+        OutputFormat::Json => terminal::stdout_json(&json!({
             "component": config.component.name,
             "version": target.to_string(),
             "stages": stages,
@@ -138,7 +138,7 @@ pub async fn run_plan(args: PlanArgs) -> Result<Outcome, CommandError> {
                 let _ = write!(text, "\n{}", stage_text(stage, Some(&target)));
                 let _ = write!(text, "\n    action: {}", action_text(&preview.action));
             }
-            report::stdout_line(&text);
+            terminal::stdout_line(&text);
         }
     }
     Ok(unreadable_outcome(&previews))
@@ -186,13 +186,13 @@ pub async fn run_status(args: StatusArgs) -> Result<Outcome, CommandError> {
         }
     }
     match args.common.output {
-        OutputFormat::Json => report::stdout_json(&json!({
+        OutputFormat::Json => terminal::stdout_json(&json!({
             "component": config.component.name,
             "stages": stages,
         })),
         OutputFormat::Text => {
             let text: Vec<String> = stages.iter().map(|s| stage_text(s, None)).collect();
-            report::stdout_line(&text.join("\n"));
+            terminal::stdout_line(&text.join("\n"));
         }
     }
     Ok(unreadable_outcome(&previews))
@@ -212,16 +212,16 @@ pub async fn run_history(args: HistoryArgs) -> Result<Outcome, CommandError> {
         entries.drain(..entries.len().saturating_sub(limit));
     }
     match args.common.output {
-        OutputFormat::Json => report::stdout_json(&json!({
+        OutputFormat::Json => terminal::stdout_json(&json!({
             "stage": args.stage,
             "entries": entries,
         })),
         OutputFormat::Text if entries.is_empty() => {
-            report::stdout_line(&format!("{}: no history yet", args.stage));
+            terminal::stdout_line(&format!("{}: no history yet", args.stage));
         }
         OutputFormat::Text => {
             let lines: Vec<String> = entries.iter().map(history_line).collect();
-            report::stdout_line(&lines.join("\n"));
+            terminal::stdout_line(&lines.join("\n"));
         }
     }
     Ok(Outcome::Done)

@@ -20,7 +20,7 @@ use crate::deploy::KubePorts;
 use crate::exit::Outcome;
 use crate::holder::{holder_parts, holder_text};
 use crate::lifecycle::{EnvironmentLock, LockFailure};
-use crate::report;
+use crate::terminal;
 
 /// Take, give back, look at, or run a command under an environment's deploy lock.
 #[derive(Debug, Subcommand)]
@@ -155,7 +155,7 @@ async fn take(
 ) -> Result<(), CommandError> {
     let lock = EnvironmentLock::new(ports, &crate::progress::Lines, environment, None, wait, ttl);
     let told = async |holder: &crate::lifecycle::ports::Holder| {
-        report::stderr_line(&format!(
+        terminal::stderr_line(&format!(
             "the lock of `{environment}` is held by {holder}; waiting up to {}s",
             wait.as_secs()
         ));
@@ -221,7 +221,7 @@ async fn acquire(args: AcquireArgs) -> Result<Outcome, CommandError> {
     let id = holder.id.clone();
     let ports = KubePorts::new(&config, holder).with_lock_ttl(ttl);
     take(&ports, &environment, wait, ttl).await?;
-    report::stderr_line(&format!(
+    terminal::stderr_line(&format!(
         "acquired the lock of `{environment}` (lease `{}` in namespace `{}`) as {} for {}s",
         config.lease_name(&environment),
         config.lock_namespace(&environment).unwrap_or_default(),
@@ -241,9 +241,9 @@ async fn release(args: TargetArgs) -> Result<Outcome, CommandError> {
         .await
         .map_err(|e| CommandError::new(Outcome::Failed, e))?;
     if released {
-        report::stderr_line(&format!("released the lock of `{environment}`"));
+        terminal::stderr_line(&format!("released the lock of `{environment}`"));
     } else {
-        report::stderr_line(&format!(
+        terminal::stderr_line(&format!(
             "the lock of `{environment}` is not held by {}; nothing released",
             holder_text(&id)
         ));
@@ -261,7 +261,7 @@ async fn status(args: TargetArgs) -> Result<Outcome, CommandError> {
     match args.output {
         OutputFormat::Json => {
             let who_and_run = info.as_ref().map(|i| holder_parts(&i.holder));
-            report::stdout_json(&serde_json::json!({
+            terminal::stdout_json(&serde_json::json!({
                 "environment": environment,
                 "lease": config.lease_name(&environment),
                 "namespace": config.lock_namespace(&environment),
@@ -276,7 +276,7 @@ async fn status(args: TargetArgs) -> Result<Outcome, CommandError> {
                 "expired": info.as_ref().is_some_and(|i| i.expired),
             }));
         }
-        OutputFormat::Text => report::stdout_line(&match &info {
+        OutputFormat::Text => terminal::stdout_line(&match &info {
             Some(info) => format!("{environment}: {}", describe(info)),
             None => format!("{environment}: free"),
         }),
@@ -298,7 +298,7 @@ async fn run_under_lock(args: RunArgs) -> Result<Outcome, CommandError> {
     let id = holder.id.clone();
     let ports = KubePorts::new(&config, holder).with_lock_ttl(ttl);
     take(&ports, &environment, wait, ttl).await?;
-    report::stderr_line(&format!(
+    terminal::stderr_line(&format!(
         "holding the lock of `{environment}` as {}; running `{}`",
         holder_text(&id),
         args.command.join(" ")
@@ -342,7 +342,7 @@ async fn run_command(
                 tokio::select! {
                     status = child.wait() => return status,
                     signal = super::signal::shutdown_signal() => {
-                        report::stderr_line(&format!("{signal}: passing it on to `{program}`"));
+                        terminal::stderr_line(&format!("{signal}: passing it on to `{program}`"));
                         pass_on(pid, signal);
                     }
                 }

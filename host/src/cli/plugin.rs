@@ -13,7 +13,7 @@ use super::{CommandError, OutputFormat};
 use crate::context::{DEPLOY_CONTEXT_HELP, DeployContext, Event, EventKind};
 use crate::exit::Outcome;
 use crate::plugins::{Grants, Limits, PluginError, PluginHost, PluginKind, PluginSpec, Source};
-use crate::report;
+use crate::terminal;
 use crate::verdict::HealthStatus;
 
 /// Plugin author tools.
@@ -162,7 +162,7 @@ fn precompile(args: &PrecompileArgs) -> Result<Outcome, CommandError> {
     for (name, source) in sources {
         let started = Instant::now();
         match host.precompile(&source) {
-            Ok((cached, compiler)) => report::stdout_line(&format!(
+            Ok((cached, compiler)) => terminal::stdout_line(&format!(
                 "{} {} ({} ms, {})",
                 if name == source.to_string() {
                     name
@@ -178,12 +178,12 @@ fn precompile(args: &PrecompileArgs) -> Result<Outcome, CommandError> {
                 compiler.name()
             )),
             Err(e) => {
-                report::stderr_line(&format!("{name}: {e}"));
+                terminal::stderr_line(&format!("{name}: {e}"));
                 failed = Some(e);
             }
         }
     }
-    report::stdout_line(&format!("cache: {}", dir.display()));
+    terminal::stdout_line(&format!("cache: {}", dir.display()));
     match failed {
         Some(e) => Err(load_error(e)),
         None => Ok(Outcome::Done),
@@ -200,9 +200,9 @@ fn inspect(args: &InspectArgs) -> Result<Outcome, CommandError> {
         .inspect(&Source::parse(&args.plugin))
         .map_err(load_error)?;
     match args.output {
-        OutputFormat::Json => report::stdout_json(&inspection),
+        OutputFormat::Json => terminal::stdout_json(&inspection),
         OutputFormat::Text => {
-            report::stdout_line(&format!(
+            terminal::stdout_line(&format!(
                 "plugin:      {}\nkind:        {} (world tagship:plugin/{})\napi version: {}\nsize:        {} bytes\nsha256:      {}\nexports:     {}\nimports:\n{}",
                 inspection.source,
                 inspection.kind,
@@ -352,7 +352,7 @@ async fn run_once(args: RunArgs) -> Result<Outcome, CommandError> {
         }
     };
     result.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    report::stdout_json(&result);
+    terminal::stdout_json(&result);
     Ok(outcome)
 }
 

@@ -10,7 +10,7 @@ use crate::exit::Outcome;
 use crate::lifecycle::ports::Cluster as _;
 use crate::lifecycle::{CommandLine, DeployOutcome, RollbackRequest, rollback};
 use crate::plugins::PluginHost;
-use crate::report;
+use crate::terminal;
 
 /// `rollback` arguments.
 #[derive(Debug, Args)]
@@ -106,13 +106,13 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
                 tokio::time::timeout(super::signal::CLEANUP_WITHIN, cluster.unlock(&environment))
                     .await;
             if !matches!(released, Ok(Ok(()))) {
-                report::stderr_line(&format!(
+                terminal::stderr_line(&format!(
                     "could not release the lock of `{environment}`; it expires on its own"
                 ));
             }
             drop(cluster);
             drop(display);
-            report::stderr_line(&format!(
+            terminal::stderr_line(&format!(
                 "interrupted by {signal}: `{}` may be part-way; run the same rollback again to finish it: `{}`",
                 args.stage,
                 command_line(&args)
@@ -122,7 +122,7 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     };
     drop(cluster);
     drop(display);
-    report::stderr_line(&match &outcome {
+    terminal::stderr_line(&match &outcome {
         DeployOutcome::Done { deployed, .. } if deployed.is_empty() => {
             format!(
                 "done: `{}` already serves that version; nothing changed",

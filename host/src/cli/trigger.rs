@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{CommandError, OutputFormat, common};
 use crate::exit::Outcome;
 use crate::gitlab::{Retry, TriggerError, TriggerRequest, trigger};
-use crate::report;
+use crate::terminal;
 
 /// `trigger` arguments.
 #[derive(Debug, Args)]
@@ -94,7 +94,7 @@ pub async fn run(args: TriggerArgs) -> Result<Outcome, CommandError> {
         token,
         variables,
     };
-    report::stderr_line(&format!(
+    terminal::stderr_line(&format!(
         "triggering a pipeline of `{}` on `{}` to deploy {version}",
         args.project, args.git_ref
     ));
@@ -109,14 +109,14 @@ pub async fn run(args: TriggerArgs) -> Result<Outcome, CommandError> {
         CommandError::new(outcome, e)
     })?;
     match args.output {
-        OutputFormat::Json => report::stdout_json(&json!({
+        OutputFormat::Json => terminal::stdout_json(&json!({
             "id": pipeline.id,
             "web_url": pipeline.web_url,
             "project": args.project,
             "ref": args.git_ref,
             "version": version.to_string(),
         })),
-        OutputFormat::Text => report::stdout_line(&pipeline.web_url),
+        OutputFormat::Text => terminal::stdout_line(&pipeline.web_url),
     }
     Ok(Outcome::Done)
 }

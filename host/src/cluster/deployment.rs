@@ -487,7 +487,7 @@ impl KubeCluster {
             if let Err(e) = follow(&api, &self.server, all, &params, &mut follower).await {
                 tracing::warn!(
                     "cannot watch the pods of the rollout in namespace `{ns}` ({}); a failing release is noticed at its progress deadline instead",
-                    crate::report::one_line(&e)
+                    crate::terminal::one_line(&e)
                 );
                 std::future::pending::<()>().await;
             }

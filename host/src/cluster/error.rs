@@ -246,12 +246,12 @@ impl std::error::Error for KubeError {
 pub(super) fn transport_failure(error: &(dyn std::error::Error + 'static)) -> String {
     error
         .source()
-        .map_or_else(|| error.to_string(), crate::report::one_line)
+        .map_or_else(|| error.to_string(), crate::terminal::one_line)
 }
 
 /// Whether `error` is a refused TCP connection: nothing listens at the address.
 pub(super) fn is_refused(error: &kube::Error) -> bool {
-    crate::report::causes(error).any(|cause| {
+    crate::terminal::causes(error).any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)

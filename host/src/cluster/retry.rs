@@ -173,7 +173,7 @@ pub(super) fn seconds(duration: Duration) -> u64 {
 /// abandoned, or a connection the client's timeouts ended ([`READ_TIMEOUT`]) because the
 /// server sent nothing. `None` for any other failure.
 pub(super) fn is_hang(err: &kube::Error) -> Option<Duration> {
-    crate::report::causes(err).find_map(|cause| {
+    crate::terminal::causes(err).find_map(|cause| {
         if let Some(NoAnswer(limit)) = cause.downcast_ref::<NoAnswer>() {
             return Some(*limit);
         }

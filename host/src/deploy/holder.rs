@@ -2,9 +2,6 @@
 
 use crate::cluster::Holder as KubeHolder;
 
-/// Prints each step as a line on stderr: `HH:MM:SS [stage] message`.
-pub use crate::progress::Lines as LineReporter;
-
 /// The default lock holder of a deploy run.
 pub fn holder(reason: String) -> KubeHolder {
     KubeHolder {

@@ -44,7 +44,7 @@ pub struct KubePorts<'a> {
 /// A lock request that failed, with what to fix when asking again cannot help: the lock's
 /// namespace is missing, or the credentials may not use Leases there.
 pub(super) fn lock_error(e: &crate::cluster::ClusterError, context: &str, ns: &str) -> PortError {
-    let told = crate::report::one_line(e);
+    let told = crate::terminal::one_line(e);
     match e.status() {
         Some(404) => PortError::permanent(format!(
             "{told}; the lock's namespace `{ns}` does not exist in cluster `{context}`: create it (`kubectl --context {context} create namespace {ns}`) or set `namespace` in [lock]"
@@ -59,7 +59,7 @@ pub(super) fn lock_error(e: &crate::cluster::ClusterError, context: &str, ns: &s
 
 /// A port error carrying the whole cause chain ("cannot load kubeconfig: file not found").
 pub(super) fn port<E: std::error::Error>(e: E) -> PortError {
-    PortError::new(crate::report::one_line(&e))
+    PortError::new(crate::terminal::one_line(&e))
 }
 
 impl<'a> KubePorts<'a> {

@@ -231,7 +231,9 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         DeployOutcome::Done { deployed, skipped }
     }
 
-    pub(in crate::lifecycle) fn infra(stage: &StagePlan, error: &PortError) -> DeployOutcome {
+    /// A port could not be asked (a cluster did not answer): the stage failed with that error and
+    /// nothing is rolled back, since the failure says nothing about the new version's health.
+    pub(in crate::lifecycle) fn port_failed(stage: &StagePlan, error: &PortError) -> DeployOutcome {
         DeployOutcome::Failed {
             stage: stage.name.clone(),
             reason: error.to_string(),
@@ -447,7 +449,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                         format!("pre-deployment migrations failed: {why}; nothing was applied");
                     return Err(self.stage_failed(stage, ctx, reason).await);
                 }
-                Err(e) => return Err(Self::infra(stage, &e)),
+                Err(e) => return Err(Self::port_failed(stage, &e)),
             }
         }
         Ok(())

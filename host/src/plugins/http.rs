@@ -236,7 +236,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 fn classify(err: reqwest::Error, target: &str, timeout: Duration) -> HttpError {
     let err = err.without_url();
     if let Some(forbidden) =
-        crate::report::causes(&err).find_map(|cause| cause.downcast_ref::<ForbiddenAddresses>())
+        crate::terminal::causes(&err).find_map(|cause| cause.downcast_ref::<ForbiddenAddresses>())
     {
         return HttpError::Denied(format!("{target}: {forbidden}"));
     }
@@ -247,6 +247,6 @@ fn classify(err: reqwest::Error, target: &str, timeout: Duration) -> HttpError {
         ))
     } else {
         // The chain of a reqwest error holds the useful part (refused, reset, DNS, TLS).
-        HttpError::Connection(format!("{target}: {}", crate::report::one_line(&err)))
+        HttpError::Connection(format!("{target}: {}", crate::terminal::one_line(&err)))
     }
 }

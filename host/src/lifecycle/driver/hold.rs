@@ -115,7 +115,7 @@ impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
             .cluster
             .live(stage)
             .await
-            .map_err(|e| Self::infra(stage, &e))?;
+            .map_err(|e| Self::port_failed(stage, &e))?;
         match decide::stage_action(self.plan, stage, &live) {
             StageAction::Deploy { previous, resume } => Ok(Some(Relocked {
                 previous,

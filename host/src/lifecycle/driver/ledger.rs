@@ -24,7 +24,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             .cluster
             .watermark(&stage.environment)
             .await
-            .map_err(|e| Self::infra(stage, &e))?;
+            .map_err(|e| Self::port_failed(stage, &e))?;
         Ok(mark.is_none_or(|m| m < self.plan.target))
     }
 
@@ -41,7 +41,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             .cluster
             .watermark(&stage.environment)
             .await
-            .map_err(|e| Self::infra(stage, &e))?;
+            .map_err(|e| Self::port_failed(stage, &e))?;
         if mark.as_ref().is_some_and(|m| *m >= self.plan.target) {
             return Ok(());
         }
@@ -58,7 +58,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                 self.cluster
                     .set_watermark(&stage.environment, &self.plan.target)
                     .await
-                    .map_err(|e| Self::infra(stage, &e))?;
+                    .map_err(|e| Self::port_failed(stage, &e))?;
                 self.reporter.step(
                     Some(&stage.name),
                     &format!(
@@ -84,7 +84,7 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                     rolled_back_to: None,
                 })
             }
-            Err(e) => Err(Self::infra(stage, &e)),
+            Err(e) => Err(Self::port_failed(stage, &e)),
         }
     }
 

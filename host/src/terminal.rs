@@ -1,5 +1,5 @@
-//! Output to the user. Data goes to stdout, everything else to stderr; nothing else in the
-//! library prints.
+//! Output to the terminal: every line and all data tagship prints. Data goes to stdout,
+//! everything else to stderr. (The reports a run writes to files are `journal`'s.)
 
 #![allow(
     clippy::print_stdout,
