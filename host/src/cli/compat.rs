@@ -17,7 +17,7 @@ use serde_json::json;
 use super::{CommandError, OutputFormat, common};
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
-use crate::lifecycle::ports::{CheckOutcome, Checks as _, Cluster as _, StageLive};
+use crate::lifecycle::ports::{CheckOutcome, Checks as _, StageLive, Workloads as _};
 use crate::lifecycle::{StagePlan, context_for};
 use crate::plugins::{PluginHost, PluginKind};
 use crate::terminal;

@@ -13,7 +13,9 @@ use crate::context::EventKind;
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::journal::{Ending, Finished, Journal, RecordingNotify, RunReport, write_atomically};
-use crate::lifecycle::ports::{Cluster as _, Migration, Reporter as _, StageEnd, StageLive};
+use crate::lifecycle::ports::{
+    Locks as _, Migration, Migrations as _, Reporter as _, StageEnd, StageLive, Workloads as _,
+};
 use crate::lifecycle::{
     Action, CommandLine, DeployOutcome, Plan, StagePlan, context_for, deploy, preview,
 };

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::lifecycle::ports::{
-    CheckOutcome, CheckResult, Cluster as _, JobPreview, Migration, StageLive,
+    CheckOutcome, CheckResult, JobPreview, Migration, Migrations as _, StageLive,
 };
 use crate::lifecycle::{
     Action, CommandLine, Plan, StagePlan, StagePreview, check_per_cluster, context_for, preview,

@@ -7,7 +7,7 @@ use super::common::ConfigFile;
 use super::{CommandError, common};
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
-use crate::lifecycle::ports::Cluster as _;
+use crate::lifecycle::ports::Locks as _;
 use crate::lifecycle::{CommandLine, DeployOutcome, RollbackRequest, rollback};
 use crate::plugins::PluginHost;
 use crate::terminal;

@@ -12,8 +12,8 @@ use crate::cluster::{
 };
 use crate::config::{self, Config, Stage};
 use crate::lifecycle::ports::{
-    ApplyPreview, Cluster, Completion, HistoryRecord, Holder, ImageChange, JobPreview, LockAttempt,
-    Migration, PortError, Reporter, StageLive, WorkloadLive,
+    ApplyPreview, Completion, HistoryRecord, Holder, ImageChange, JobPreview, Ledger, LockAttempt,
+    Locks, Migration, Migrations, PortError, Reporter, StageLive, WorkloadLive, Workloads,
 };
 use crate::lifecycle::{StagePlan, shell_quoted};
 use crate::version::{Version, image_tag};
@@ -340,7 +340,7 @@ impl<'a> KubePorts<'a> {
     }
 }
 
-impl Cluster for KubePorts<'_> {
+impl Workloads for KubePorts<'_> {
     async fn live(&self, plan: &StagePlan) -> Result<StageLive, PortError> {
         let stage = self.stage(&plan.name)?;
         let clusters = self.clusters(stage).await?;
@@ -399,81 +399,6 @@ impl Cluster for KubePorts<'_> {
         Ok(StageLive { workloads })
     }
 
-    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError> {
-        let (cluster, ns) = self.home(environment).await?;
-        let lease = self.config.lease_name(environment);
-        match cluster
-            .lock_try_acquire(&ns, &lease, &self.holder, self.lock_ttl)
-            .await
-            .map_err(|e| lock_error(&e, cluster.context(), &ns))?
-        {
-            KubeLock::Acquired => Ok(LockAttempt::Acquired),
-            KubeLock::Held(info) => Ok(LockAttempt::Held(Holder {
-                who: info.holder,
-                reason: info.reason,
-                pipeline_url: info.pipeline_url,
-                since: info.since,
-            })),
-        }
-    }
-
-    async fn unlock(&self, environment: &str) -> Result<(), PortError> {
-        let (cluster, ns) = self.home(environment).await?;
-        cluster
-            .lock_release(&ns, &self.config.lease_name(environment), &self.holder)
-            .await
-            .map_err(|e| lock_error(&e, cluster.context(), &ns))?;
-        Ok(())
-    }
-
-    async fn migrate(
-        &self,
-        plan: &StagePlan,
-        kind: Migration,
-        version: &Version,
-    ) -> Result<Completion, PortError> {
-        let Some(migration) = self.migration(plan, kind, version).await? else {
-            return Ok(Completion::Succeeded);
-        };
-        let job = format!(
-            "Job `{}` in namespace `{}` of cluster `{}`",
-            migration.spec.name,
-            migration.namespace,
-            migration.cluster.context()
-        );
-        // The stage's own kubeconfig, when it names one: kubectl's default may be another.
-        let kubeconfig = self
-            .stage(&plan.name)
-            .ok()
-            .and_then(|s| self.config.kubeconfig_for(s))
-            .map(|path| format!("--kubeconfig {} ", shell_quoted(&path.to_string_lossy())))
-            .unwrap_or_default();
-        // In a pod kubectl finds the service account itself; it has no `in-cluster` context.
-        let context = match migration.cluster.context() {
-            crate::cluster::IN_CLUSTER => String::new(),
-            context => format!("--context {} ", shell_quoted(context)),
-        };
-        let logs = format!(
-            "see `kubectl {kubeconfig}{context}-n {} logs job/{}`",
-            migration.namespace, migration.spec.name
-        );
-        match migration
-            .cluster
-            .run_job(&migration.namespace, &migration.spec, migration.timeout)
-            .await
-            .map_err(port)?
-        {
-            JobOutcome::Succeeded => Ok(Completion::Succeeded),
-            JobOutcome::Failed { reason } => Ok(Completion::Failed(format!(
-                "{job} failed: {reason}; {logs}"
-            ))),
-            JobOutcome::TimedOut => Ok(Completion::Failed(format!(
-                "{job} did not finish within {}s (it keeps running); {logs}",
-                migration.timeout.as_secs()
-            ))),
-        }
-    }
-
     async fn apply(
         &self,
         plan: &StagePlan,
@@ -491,26 +416,6 @@ impl Cluster for KubePorts<'_> {
         previous: Option<&Version>,
     ) -> Result<ApplyPreview, PortError> {
         self.apply_all(plan, version, previous, true).await
-    }
-
-    async fn migration_job(
-        &self,
-        plan: &StagePlan,
-        kind: Migration,
-        version: &Version,
-        validate: bool,
-    ) -> Result<Option<JobPreview>, PortError> {
-        let Some(migration) = self.migration(plan, kind, version).await? else {
-            return Ok(None);
-        };
-        if validate {
-            migration
-                .cluster
-                .validate_job(&migration.namespace, &migration.spec)
-                .await
-                .map_err(port)?;
-        }
-        Ok(Some(migration.preview))
     }
 
     async fn wait_rollout(&self, plan: &StagePlan) -> Result<Completion, PortError> {
@@ -593,7 +498,125 @@ impl Cluster for KubePorts<'_> {
             Completion::Failed(failures.join("; "))
         })
     }
+}
 
+impl Locks for KubePorts<'_> {
+    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        let lease = self.config.lease_name(environment);
+        match cluster
+            .lock_try_acquire(&ns, &lease, &self.holder, self.lock_ttl)
+            .await
+            .map_err(|e| lock_error(&e, cluster.context(), &ns))?
+        {
+            KubeLock::Acquired => Ok(LockAttempt::Acquired),
+            KubeLock::Held(info) => Ok(LockAttempt::Held(Holder {
+                who: info.holder,
+                reason: info.reason,
+                pipeline_url: info.pipeline_url,
+                since: info.since,
+            })),
+        }
+    }
+
+    async fn unlock(&self, environment: &str) -> Result<(), PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        cluster
+            .lock_release(&ns, &self.config.lease_name(environment), &self.holder)
+            .await
+            .map_err(|e| lock_error(&e, cluster.context(), &ns))?;
+        Ok(())
+    }
+}
+
+impl Migrations for KubePorts<'_> {
+    async fn migrate(
+        &self,
+        plan: &StagePlan,
+        kind: Migration,
+        version: &Version,
+    ) -> Result<Completion, PortError> {
+        let Some(migration) = self.migration(plan, kind, version).await? else {
+            return Ok(Completion::Succeeded);
+        };
+        let job = format!(
+            "Job `{}` in namespace `{}` of cluster `{}`",
+            migration.spec.name,
+            migration.namespace,
+            migration.cluster.context()
+        );
+        // The stage's own kubeconfig, when it names one: kubectl's default may be another.
+        let kubeconfig = self
+            .stage(&plan.name)
+            .ok()
+            .and_then(|s| self.config.kubeconfig_for(s))
+            .map(|path| format!("--kubeconfig {} ", shell_quoted(&path.to_string_lossy())))
+            .unwrap_or_default();
+        // In a pod kubectl finds the service account itself; it has no `in-cluster` context.
+        let context = match migration.cluster.context() {
+            crate::cluster::IN_CLUSTER => String::new(),
+            context => format!("--context {} ", shell_quoted(context)),
+        };
+        let logs = format!(
+            "see `kubectl {kubeconfig}{context}-n {} logs job/{}`",
+            migration.namespace, migration.spec.name
+        );
+        match migration
+            .cluster
+            .run_job(&migration.namespace, &migration.spec, migration.timeout)
+            .await
+            .map_err(port)?
+        {
+            JobOutcome::Succeeded => Ok(Completion::Succeeded),
+            JobOutcome::Failed { reason } => Ok(Completion::Failed(format!(
+                "{job} failed: {reason}; {logs}"
+            ))),
+            JobOutcome::TimedOut => Ok(Completion::Failed(format!(
+                "{job} did not finish within {}s (it keeps running); {logs}",
+                migration.timeout.as_secs()
+            ))),
+        }
+    }
+
+    async fn migration_job(
+        &self,
+        plan: &StagePlan,
+        kind: Migration,
+        version: &Version,
+        validate: bool,
+    ) -> Result<Option<JobPreview>, PortError> {
+        let Some(migration) = self.migration(plan, kind, version).await? else {
+            return Ok(None);
+        };
+        if validate {
+            migration
+                .cluster
+                .validate_job(&migration.namespace, &migration.spec)
+                .await
+                .map_err(port)?;
+        }
+        Ok(Some(migration.preview))
+    }
+
+    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        let value = cluster
+            .state_get(&ns, environment, WATERMARK_KEY)
+            .await
+            .map_err(port)?;
+        value.map(|v| v.parse().map_err(port)).transpose()
+    }
+
+    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError> {
+        let (cluster, ns) = self.home(environment).await?;
+        cluster
+            .state_set(&ns, environment, WATERMARK_KEY, version.as_str())
+            .await
+            .map_err(port)
+    }
+}
+
+impl Ledger for KubePorts<'_> {
     async fn record(&self, plan: &StagePlan, record: HistoryRecord) -> Result<(), PortError> {
         let stage = self.stage(&plan.name)?;
         let cluster = self.clusters(stage).await?.remove(0);
@@ -626,22 +649,5 @@ impl Cluster for KubePorts<'_> {
         }
         self.record(plan, record).await?;
         Ok(true)
-    }
-
-    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError> {
-        let (cluster, ns) = self.home(environment).await?;
-        let value = cluster
-            .state_get(&ns, environment, WATERMARK_KEY)
-            .await
-            .map_err(port)?;
-        value.map(|v| v.parse().map_err(port)).transpose()
-    }
-
-    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError> {
-        let (cluster, ns) = self.home(environment).await?;
-        cluster
-            .state_set(&ns, environment, WATERMARK_KEY, version.as_str())
-            .await
-            .map_err(port)
     }
 }

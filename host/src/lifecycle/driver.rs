@@ -231,16 +231,6 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         DeployOutcome::Done { deployed, skipped }
     }
 
-    /// A port could not be asked (a cluster did not answer): the stage failed with that error and
-    /// nothing is rolled back, since the failure says nothing about the new version's health.
-    pub(in crate::lifecycle) fn port_failed(stage: &StagePlan, error: &PortError) -> DeployOutcome {
-        DeployOutcome::Failed {
-            stage: stage.name.clone(),
-            reason: error.to_string(),
-            rolled_back_to: None,
-        }
-    }
-
     /// One stage: [`StageEnd::Deployed`] when this run deployed it, [`StageEnd::AlreadyThere`]
     /// when it was already done.
     async fn stage(&mut self, stage: &StagePlan) -> StageResult {
@@ -453,6 +443,19 @@ impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
             }
         }
         Ok(())
+    }
+}
+
+/// What needs neither checks nor notifiers: the on-demand rollback shares these with a deploy.
+impl<C, K, N, R> Run<'_, C, K, N, R> {
+    /// A port could not be asked (a cluster did not answer): the stage failed with that error and
+    /// nothing is rolled back, since the failure says nothing about the new version's health.
+    pub(in crate::lifecycle) fn port_failed(stage: &StagePlan, error: &PortError) -> DeployOutcome {
+        DeployOutcome::Failed {
+            stage: stage.name.clone(),
+            reason: error.to_string(),
+            rolled_back_to: None,
+        }
     }
 
     pub(in crate::lifecycle) fn context(

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::ports::{Cluster, Holder, LockAttempt, PortError, Reporter};
+use super::ports::{Holder, LockAttempt, Locks, PortError, Reporter};
 
 /// The longest pause between two tries of a held or unreachable lock.
 const POLL: Duration = Duration::from_secs(2);
@@ -63,7 +63,7 @@ pub struct EnvironmentLock<'a, C, R: ?Sized> {
     ttl: Duration,
 }
 
-impl<'a, C: Cluster, R: Reporter + ?Sized> EnvironmentLock<'a, C, R> {
+impl<'a, C: Locks, R: Reporter + ?Sized> EnvironmentLock<'a, C, R> {
     /// The lock of `environment`, waited for up to `wait`, renewed every `ttl / 3`; messages go
     /// to `reporter`, about `stage`.
     pub fn new(

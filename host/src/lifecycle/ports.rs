@@ -244,25 +244,15 @@ pub struct JobPreview {
     pub service_account: Option<String>,
 }
 
-/// The clusters of the stages.
+/// The workloads of a stage, in all its clusters: read, apply (or validate an apply), and wait
+/// for the rollout.
 #[allow(
     async_fn_in_trait,
     reason = "used through generics only, never as a trait object"
 )]
-pub trait Cluster {
+pub trait Workloads {
     /// Reads every workload of the stage (all its clusters).
     async fn live(&self, stage: &StagePlan) -> Result<StageLive, PortError>;
-    /// One attempt to take (or renew) the environment's lock.
-    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError>;
-    /// Releases the environment's lock if this run holds it.
-    async fn unlock(&self, environment: &str) -> Result<(), PortError>;
-    /// Runs migrations with `version`'s image in the stage and waits for them.
-    async fn migrate(
-        &self,
-        stage: &StagePlan,
-        kind: Migration,
-        version: &Version,
-    ) -> Result<Completion, PortError>;
     /// Applies `version` to every workload of the stage (all clusters), recording `previous`.
     async fn apply(
         &self,
@@ -278,6 +268,35 @@ pub trait Cluster {
         version: &Version,
         previous: Option<&Version>,
     ) -> Result<ApplyPreview, PortError>;
+    /// Waits until every workload of the stage has rolled out, or one failed.
+    async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError>;
+}
+
+/// The deploy lock of each environment.
+#[allow(
+    async_fn_in_trait,
+    reason = "used through generics only, never as a trait object"
+)]
+pub trait Locks {
+    /// One attempt to take (or renew) the environment's lock.
+    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError>;
+    /// Releases the environment's lock if this run holds it.
+    async fn unlock(&self, environment: &str) -> Result<(), PortError>;
+}
+
+/// Database migrations: the Jobs that run them, and the watermark of the post-deployment ones.
+#[allow(
+    async_fn_in_trait,
+    reason = "used through generics only, never as a trait object"
+)]
+pub trait Migrations {
+    /// Runs migrations with `version`'s image in the stage and waits for them.
+    async fn migrate(
+        &self,
+        stage: &StagePlan,
+        kind: Migration,
+        version: &Version,
+    ) -> Result<Completion, PortError>;
     /// The migration Job `kind` would run in the stage for `version` (`None`: none is
     /// configured); with `validate`, the API server checks it with a dry run. Runs nothing.
     async fn migration_job(
@@ -287,8 +306,18 @@ pub trait Cluster {
         version: &Version,
         validate: bool,
     ) -> Result<Option<JobPreview>, PortError>;
-    /// Waits until every workload of the stage has rolled out, or one failed.
-    async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError>;
+    /// The environment's post-deployment migration watermark.
+    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError>;
+    /// Sets the environment's watermark.
+    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError>;
+}
+
+/// Each stage's history of deploys and rollbacks.
+#[allow(
+    async_fn_in_trait,
+    reason = "used through generics only, never as a trait object"
+)]
+pub trait Ledger {
     /// Appends to the stage's history.
     async fn record(&self, stage: &StagePlan, record: HistoryRecord) -> Result<(), PortError>;
     /// Appends `record` unless the newest entry of the stage's history already says its
@@ -298,11 +327,14 @@ pub trait Cluster {
         stage: &StagePlan,
         record: HistoryRecord,
     ) -> Result<bool, PortError>;
-    /// The environment's post-deployment migration watermark.
-    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError>;
-    /// Sets the environment's watermark.
-    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError>;
 }
+
+/// Everything a deploy asks of the clusters of its stages: one port per capability (as
+/// wasmtime-wasi has one host trait per interface), so code that needs one names only it
+/// (the lock, [`super::EnvironmentLock`], needs [`Locks`]); a deploy or a rollback needs all.
+pub trait Cluster: Workloads + Locks + Migrations + Ledger {}
+
+impl<T: Workloads + Locks + Migrations + Ledger> Cluster for T {}
 
 /// Health and compat checks.
 #[allow(async_fn_in_trait, reason = "used through generics only")]

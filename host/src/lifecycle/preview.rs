@@ -7,7 +7,7 @@ use crate::version::Version;
 use super::decide::{self, StageAction};
 use super::driver::approve_command;
 use super::plan::Plan;
-use super::ports::{Cluster, PortError, StageLive};
+use super::ports::{PortError, StageLive, Workloads};
 
 /// What a run would do with one stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub struct StagePreview {
 }
 
 /// Reads every stage and says what a run of `plan` would do with it.
-pub async fn preview<C: Cluster>(plan: &Plan, cluster: &C) -> Vec<StagePreview> {
+pub async fn preview<C: Workloads>(plan: &Plan, cluster: &C) -> Vec<StagePreview> {
     let mut lives = Vec::with_capacity(plan.stages.len());
     for stage in &plan.stages {
         lives.push(cluster.live(stage).await);

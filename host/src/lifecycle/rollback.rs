@@ -7,7 +7,7 @@ use crate::version::Version;
 use super::decide::{self, RollbackDecision};
 use super::driver::{DeployOutcome, Run};
 use super::plan::{CommandLine, Plan, StagePlan};
-use super::ports::{CheckResult, Checks, Cluster, Notify, Reporter, StageLive};
+use super::ports::{Cluster, Notify, Reporter, StageLive};
 
 /// What a rollback was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,15 +18,6 @@ pub struct RollbackRequest {
     pub to: Option<Version>,
     /// Roll back below the post-deployment migration watermark anyway.
     pub force: bool,
-}
-
-/// A rollback runs no checks: it returns to a version that served before.
-struct NoChecks;
-
-impl Checks for NoChecks {
-    async fn run(&self, _: &StagePlan, _: &[String], _: &DeployContext) -> Vec<CheckResult> {
-        Vec::new()
-    }
 }
 
 /// Rolls one stage back. `plan.target` is not used: the version live is read from the stage.
@@ -50,7 +41,8 @@ pub async fn rollback<C: Cluster, N: Notify, R: Reporter>(
     let mut run = Run {
         plan,
         cluster,
-        checks: &NoChecks,
+        // A rollback runs no checks: it returns to a version that served before.
+        checks: &(),
         notify,
         reporter,
         locked: None,
@@ -67,7 +59,7 @@ pub async fn rollback<C: Cluster, N: Notify, R: Reporter>(
 }
 
 async fn roll_back_locked<C: Cluster, N: Notify, R: Reporter>(
-    run: &Run<'_, C, NoChecks, N, R>,
+    run: &Run<'_, C, (), N, R>,
     stage: &StagePlan,
     request: &RollbackRequest,
 ) -> DeployOutcome {
@@ -148,7 +140,7 @@ async fn roll_back_locked<C: Cluster, N: Notify, R: Reporter>(
 
 /// Applies `to`, waits for it, records and notifies.
 async fn perform<C: Cluster, N: Notify, R: Reporter>(
-    run: &Run<'_, C, NoChecks, N, R>,
+    run: &Run<'_, C, (), N, R>,
     stage: &StagePlan,
     ctx: &DeployContext,
     current: &Version,

@@ -11,9 +11,9 @@ use crate::version::Version;
 
 use super::plan::{BakePlan, Gate, Plan, StagePlan, UnknownPolicy};
 use super::ports::{
-    ApplyPreview, CheckOutcome, CheckResult, Checks, Cluster, Completion, HistoryRecord, Holder,
-    ImageChange, JobPreview, LockAttempt, Migration, Notify, PortError, Reporter, StageLive,
-    WorkloadLive,
+    ApplyPreview, CheckOutcome, CheckResult, Checks, Completion, HistoryRecord, Holder,
+    ImageChange, JobPreview, Ledger, LockAttempt, Locks, Migration, Migrations, Notify, PortError,
+    Reporter, StageLive, WorkloadLive, Workloads,
 };
 
 pub(crate) fn stage(name: &str, environment: &str, manual: bool) -> StagePlan {
@@ -152,7 +152,7 @@ impl FakeCluster {
     }
 }
 
-impl Cluster for FakeCluster {
+impl Workloads for FakeCluster {
     async fn live(&self, stage: &StagePlan) -> Result<StageLive, PortError> {
         let live = self.live.lock().unwrap();
         let versions = live
@@ -177,70 +177,6 @@ impl Cluster for FakeCluster {
                 })
                 .collect(),
         })
-    }
-
-    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError> {
-        *self.lock_requests.lock().unwrap() += 1;
-        if let Some(error) = self.lock_error.lock().unwrap().clone() {
-            return Err(error);
-        }
-        let mut lose = self.lose_lock_after.lock().unwrap();
-        if let Some(n) = lose.as_mut() {
-            if *n == 0 {
-                *self.held_by.lock().unwrap() = Some(Holder {
-                    who: "intruder".into(),
-                    reason: None,
-                    pipeline_url: None,
-                    since: None,
-                });
-            } else {
-                *n -= 1;
-            }
-        }
-        if let Some(holder) = self.held_by.lock().unwrap().clone() {
-            self.holding.lock().unwrap().remove(environment);
-            return Ok(LockAttempt::Held(holder));
-        }
-        self.holding.lock().unwrap().insert(environment.into());
-        if let Some((stage, versions)) = self.changed_while_waiting.lock().unwrap().take() {
-            self.live.lock().unwrap().insert(stage, versions);
-        }
-        self.calls
-            .lock()
-            .unwrap()
-            .push(Call::Lock(environment.into()));
-        Ok(LockAttempt::Acquired)
-    }
-
-    async fn unlock(&self, environment: &str) -> Result<(), PortError> {
-        self.holding.lock().unwrap().remove(environment);
-        self.calls
-            .lock()
-            .unwrap()
-            .push(Call::Unlock(environment.into()));
-        Ok(())
-    }
-
-    async fn migrate(
-        &self,
-        stage: &StagePlan,
-        kind: Migration,
-        version: &Version,
-    ) -> Result<Completion, PortError> {
-        self.require_lock(&stage.environment, "a migration");
-        self.calls.lock().unwrap().push(Call::Migrate {
-            stage: stage.name.clone(),
-            kind,
-            version: version.to_string(),
-        });
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        if version.to_string().contains("fail") {
-            Ok(Completion::Failed(
-                "Job `registry-migrate` failed: BackoffLimitExceeded".into(),
-            ))
-        } else {
-            Ok(Completion::Succeeded)
-        }
     }
 
     async fn apply(
@@ -316,6 +252,87 @@ impl Cluster for FakeCluster {
         })
     }
 
+    async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError> {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let crashing = self.live.lock().unwrap()[&stage.name]
+            .iter()
+            .any(|v| v.to_string().contains("crashloop"));
+        if crashing {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(Completion::Failed("ProgressDeadlineExceeded".into()))
+        } else {
+            Ok(Completion::Succeeded)
+        }
+    }
+}
+
+impl Locks for FakeCluster {
+    async fn try_lock(&self, environment: &str) -> Result<LockAttempt, PortError> {
+        *self.lock_requests.lock().unwrap() += 1;
+        if let Some(error) = self.lock_error.lock().unwrap().clone() {
+            return Err(error);
+        }
+        let mut lose = self.lose_lock_after.lock().unwrap();
+        if let Some(n) = lose.as_mut() {
+            if *n == 0 {
+                *self.held_by.lock().unwrap() = Some(Holder {
+                    who: "intruder".into(),
+                    reason: None,
+                    pipeline_url: None,
+                    since: None,
+                });
+            } else {
+                *n -= 1;
+            }
+        }
+        if let Some(holder) = self.held_by.lock().unwrap().clone() {
+            self.holding.lock().unwrap().remove(environment);
+            return Ok(LockAttempt::Held(holder));
+        }
+        self.holding.lock().unwrap().insert(environment.into());
+        if let Some((stage, versions)) = self.changed_while_waiting.lock().unwrap().take() {
+            self.live.lock().unwrap().insert(stage, versions);
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Lock(environment.into()));
+        Ok(LockAttempt::Acquired)
+    }
+
+    async fn unlock(&self, environment: &str) -> Result<(), PortError> {
+        self.holding.lock().unwrap().remove(environment);
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Unlock(environment.into()));
+        Ok(())
+    }
+}
+
+impl Migrations for FakeCluster {
+    async fn migrate(
+        &self,
+        stage: &StagePlan,
+        kind: Migration,
+        version: &Version,
+    ) -> Result<Completion, PortError> {
+        self.require_lock(&stage.environment, "a migration");
+        self.calls.lock().unwrap().push(Call::Migrate {
+            stage: stage.name.clone(),
+            kind,
+            version: version.to_string(),
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if version.to_string().contains("fail") {
+            Ok(Completion::Failed(
+                "Job `registry-migrate` failed: BackoffLimitExceeded".into(),
+            ))
+        } else {
+            Ok(Completion::Succeeded)
+        }
+    }
+
     async fn migration_job(
         &self,
         stage: &StagePlan,
@@ -334,19 +351,21 @@ impl Cluster for FakeCluster {
         }))
     }
 
-    async fn wait_rollout(&self, stage: &StagePlan) -> Result<Completion, PortError> {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let crashing = self.live.lock().unwrap()[&stage.name]
-            .iter()
-            .any(|v| v.to_string().contains("crashloop"));
-        if crashing {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            Ok(Completion::Failed("ProgressDeadlineExceeded".into()))
-        } else {
-            Ok(Completion::Succeeded)
-        }
+    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError> {
+        Ok(self.watermarks.lock().unwrap().get(environment).cloned())
     }
 
+    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError> {
+        self.require_lock(environment, "the watermark");
+        self.watermarks
+            .lock()
+            .unwrap()
+            .insert(environment.into(), version.clone());
+        Ok(())
+    }
+}
+
+impl Ledger for FakeCluster {
     async fn record(&self, stage: &StagePlan, record: HistoryRecord) -> Result<(), PortError> {
         self.require_lock(&stage.environment, "a history record");
         self.history
@@ -368,19 +387,6 @@ impl Cluster for FakeCluster {
         }
         history.push((stage.name.clone(), record));
         Ok(true)
-    }
-
-    async fn watermark(&self, environment: &str) -> Result<Option<Version>, PortError> {
-        Ok(self.watermarks.lock().unwrap().get(environment).cloned())
-    }
-
-    async fn set_watermark(&self, environment: &str, version: &Version) -> Result<(), PortError> {
-        self.require_lock(environment, "the watermark");
-        self.watermarks
-            .lock()
-            .unwrap()
-            .insert(environment.into(), version.clone());
-        Ok(())
     }
 }
 

@@ -7,9 +7,9 @@ use super::{DeployOutcome, Relocked, Run};
 use crate::lifecycle::decide::{self, StageAction};
 use crate::lifecycle::lock::{EnvironmentLock, LockFailure};
 use crate::lifecycle::plan::StagePlan;
-use crate::lifecycle::ports::{Checks, Cluster, Holder, Notify, Phase, Reporter, StageLive};
+use crate::lifecycle::ports::{Cluster, Holder, Notify, Phase, Reporter, StageLive};
 
-impl<'a, C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
+impl<'a, C: Cluster, K, N: Notify, R: Reporter> Run<'a, C, K, N, R> {
     /// The lock of `stage`'s environment, as this run takes and renews it.
     pub(super) fn environment_lock<'s>(&self, stage: &'s StagePlan) -> EnvironmentLock<'s, C, R>
     where

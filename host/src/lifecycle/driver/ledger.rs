@@ -4,13 +4,13 @@
 use crate::context::EventKind;
 use crate::lifecycle::plan::StagePlan;
 use crate::lifecycle::ports::{
-    Checks, Cluster, Completion, HistoryRecord, Migration, Notify, Phase, Reporter, StageLive,
+    Cluster, Completion, HistoryRecord, Migration, Notify, Phase, Reporter, StageLive,
 };
 use crate::version::Version;
 
 use super::{DeployOutcome, Run};
 
-impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
+impl<C: Cluster, K, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
     /// Whether post-deployment migrations are due after `stage` and the watermark says they
     /// have not run for the target.
     pub(super) async fn post_migrations_pending(

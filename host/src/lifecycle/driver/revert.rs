@@ -5,12 +5,12 @@
 use crate::context::{DeployContext, EventKind};
 use crate::lifecycle::decide::{self, RollbackDecision};
 use crate::lifecycle::plan::StagePlan;
-use crate::lifecycle::ports::{Checks, Cluster, Completion, Notify, Phase, PortError, Reporter};
+use crate::lifecycle::ports::{Cluster, Completion, Notify, Phase, PortError, Reporter};
 use crate::version::Version;
 
 use super::{DeployOutcome, Run};
 
-impl<C: Cluster, K: Checks, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
+impl<C: Cluster, K, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
     pub(super) async fn roll_back(
         &self,
         stage: &StagePlan,
