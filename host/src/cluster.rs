@@ -61,8 +61,7 @@ pub use job::{
     JobOutcome, JobSpec, MigrationRun, TemplateError, job_body, job_outcome, migration_pod,
 };
 pub use lease::{
-    ANNOTATION_PIPELINE_URL, ANNOTATION_REASON, ANNOTATION_SINCE, Holder, LockAttempt, LockInfo,
-    lock_info,
+    ANNOTATION_PIPELINE_URL, ANNOTATION_REASON, ANNOTATION_SINCE, LockAttempt, LockInfo, lock_info,
 };
 pub use pods::{PodFailure, PodView, pod_failure};
 use server::Server;

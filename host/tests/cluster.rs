@@ -17,9 +17,10 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 use tagship::cluster::{
-    ApplyOutcome, ClusterError, Holder, JobOutcome, JobSpec, KubeCluster, LiveDeployment,
-    LockAttempt, PROGRESS_DEADLINE_EXCEEDED, RolloutOutcome, RolloutState,
+    ApplyOutcome, ClusterError, JobOutcome, JobSpec, KubeCluster, LiveDeployment, LockAttempt,
+    PROGRESS_DEADLINE_EXCEEDED, RolloutOutcome, RolloutState,
 };
+use tagship::holder::Holder;
 use tagship_tests::fixtures::kubectl::Kubectl;
 
 const IMAGE_V1: &str = "registry.example.com/registry:v1.0.0-gitlab";
@@ -583,9 +584,10 @@ async fn run_job_succeeds_and_cleans_up_fails_fast_keeping_the_last_failure_and_
 
 fn holder(id: &str) -> Holder {
     Holder {
-        id: id.into(),
-        reason: format!("deploy by {id}"),
+        who: id.into(),
+        reason: Some(format!("deploy by {id}")),
         pipeline_url: Some(format!("https://ci.example.com/{id}")),
+        since: None,
     }
 }
 
@@ -612,13 +614,13 @@ async fn the_lease_lock_is_acquired_held_renewed_released_and_never_released_for
     else {
         panic!("ci-2 must not get the lock");
     };
-    assert_eq!(info.holder, "ci-1");
-    assert_eq!(info.reason.as_deref(), Some("deploy by ci-1"));
+    assert_eq!(info.holder.who, "ci-1");
+    assert_eq!(info.holder.reason.as_deref(), Some("deploy by ci-1"));
     assert_eq!(
-        info.pipeline_url.as_deref(),
+        info.holder.pipeline_url.as_deref(),
         Some("https://ci.example.com/ci-1")
     );
-    assert!(info.since.is_some() && info.renewed.is_some() && !info.expired);
+    assert!(info.holder.since.is_some() && info.renewed.is_some() && !info.expired);
     assert!(
         info.expires_in
             .is_some_and(|left| left <= ttl && left > Duration::from_secs(50))
@@ -661,7 +663,7 @@ async fn the_lease_lock_is_acquired_held_renewed_released_and_never_released_for
         c.lock_status(&env.ns, "gstg")
             .await
             .expect("status")
-            .map(|i| i.holder),
+            .map(|i| i.holder.who),
         Some("ci-1".into())
     );
     assert!(
@@ -754,11 +756,11 @@ async fn of_two_concurrent_contenders_exactly_one_acquires_in_each_of_20_rounds(
         let second = second.await.expect("task").expect("acquire");
         let winner = match (&first, &second) {
             (LockAttempt::Acquired, LockAttempt::Held(info)) => {
-                assert_eq!(info.holder, "ci-1");
+                assert_eq!(info.holder.who, "ci-1");
                 &one
             }
             (LockAttempt::Held(info), LockAttempt::Acquired) => {
-                assert_eq!(info.holder, "ci-2");
+                assert_eq!(info.holder.who, "ci-2");
                 &two
             }
             other => panic!("round {round}: expected exactly one winner, got {other:?}"),
@@ -769,7 +771,7 @@ async fn of_two_concurrent_contenders_exactly_one_acquires_in_each_of_20_rounds(
             .await
             .expect("status")
             .expect("held");
-        assert_eq!(status.holder, winner.id, "round {round}");
+        assert_eq!(status.holder.who, winner.who, "round {round}");
         if lease == "shared" {
             assert!(
                 env.cluster

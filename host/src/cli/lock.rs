@@ -14,10 +14,11 @@ use clap::{Args, Subcommand};
 use super::common::ConfigFile;
 
 use super::{CommandError, OutputFormat, common};
-use crate::cluster::{Holder, LockInfo};
+use crate::cluster::LockInfo;
 use crate::config::{Config, parse_duration};
 use crate::deploy::KubePorts;
 use crate::exit::Outcome;
+use crate::holder::Holder;
 use crate::holder::{holder_parts, holder_text};
 use crate::lifecycle::{EnvironmentLock, LockFailure};
 use crate::terminal;
@@ -188,23 +189,15 @@ fn holder(args: &TargetArgs, reason: &str, with_run: bool) -> Holder {
         (None, _) => crate::deploy::default_holder(),
     };
     Holder {
-        id,
-        reason: reason.to_owned(),
+        who: id,
+        reason: Some(reason.to_owned()),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
+        since: None,
     }
 }
 
 fn describe(info: &LockInfo) -> String {
-    let mut text = format!("held by {}", holder_text(&info.holder));
-    if let Some(since) = &info.since {
-        let _ = write!(text, " since {since}");
-    }
-    if let Some(reason) = &info.reason {
-        let _ = write!(text, " ({reason})");
-    }
-    if let Some(url) = &info.pipeline_url {
-        let _ = write!(text, " {url}");
-    }
+    let mut text = format!("held by {}", info.holder);
     if info.expired {
         text.push_str("; expired, anyone may take it");
     } else if let Some(left) = info.expires_in {
@@ -218,7 +211,7 @@ async fn acquire(args: AcquireArgs) -> Result<Outcome, CommandError> {
     let ttl = args.ttl.unwrap_or(config.lock.ttl);
     let wait = args.wait.unwrap_or(config.lock.wait);
     let holder = holder(&args.target, &args.reason, false);
-    let id = holder.id.clone();
+    let id = holder.who.clone();
     let ports = KubePorts::new(&config, holder).with_lock_ttl(ttl);
     take(&ports, &environment, wait, ttl).await?;
     terminal::stderr_line(&format!(
@@ -234,7 +227,7 @@ async fn acquire(args: AcquireArgs) -> Result<Outcome, CommandError> {
 async fn release(args: TargetArgs) -> Result<Outcome, CommandError> {
     let (config, environment) = target(&args)?;
     let holder = holder(&args, "", false);
-    let id = holder.id.clone();
+    let id = holder.who.clone();
     let ports = KubePorts::new(&config, holder);
     let released = ports
         .release_lock(&environment)
@@ -260,18 +253,18 @@ async fn status(args: TargetArgs) -> Result<Outcome, CommandError> {
         .map_err(|e| CommandError::new(Outcome::Failed, e))?;
     match args.output {
         OutputFormat::Json => {
-            let who_and_run = info.as_ref().map(|i| holder_parts(&i.holder));
+            let who_and_run = info.as_ref().map(|i| holder_parts(&i.holder.who));
             terminal::stdout_json(&serde_json::json!({
                 "environment": environment,
                 "lease": config.lease_name(&environment),
                 "namespace": config.lock_namespace(&environment),
                 "held": info.as_ref().is_some_and(|i| !i.expired),
-                "holder": info.as_ref().map(|i| &i.holder),
+                "holder": info.as_ref().map(|i| &i.holder.who),
                 "holder_who": who_and_run.map(|(who, _)| who),
                 "holder_run": who_and_run.and_then(|(_, run)| run),
-                "reason": info.as_ref().and_then(|i| i.reason.as_ref()),
-                "pipeline_url": info.as_ref().and_then(|i| i.pipeline_url.as_ref()),
-                "since": info.as_ref().and_then(|i| i.since.as_ref()),
+                "reason": info.as_ref().and_then(|i| i.holder.reason.as_ref()),
+                "pipeline_url": info.as_ref().and_then(|i| i.holder.pipeline_url.as_ref()),
+                "since": info.as_ref().and_then(|i| i.holder.since.as_ref()),
                 "expires_in_seconds": info.as_ref().and_then(|i| i.expires_in).map(|d| d.as_secs()),
                 "expired": info.as_ref().is_some_and(|i| i.expired),
             }));
@@ -295,7 +288,7 @@ async fn run_under_lock(args: RunArgs) -> Result<Outcome, CommandError> {
         args.lock.reason.clone()
     };
     let holder = holder(&args.lock.target, &reason, true);
-    let id = holder.id.clone();
+    let id = holder.who.clone();
     let ports = KubePorts::new(&config, holder).with_lock_ttl(ttl);
     take(&ports, &environment, wait, ttl).await?;
     terminal::stderr_line(&format!(

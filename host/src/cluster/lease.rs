@@ -28,6 +28,7 @@ use kube::api::{Api, PostParams};
 
 use super::retry;
 use super::{ClusterError, FIELD_MANAGER, KubeCluster, Object, Server};
+use crate::holder::Holder;
 
 /// Annotation holding why the lock is held.
 pub const ANNOTATION_REASON: &str = "tagship.io/reason";
@@ -39,28 +40,12 @@ pub const ANNOTATION_SINCE: &str = "tagship.io/since";
 /// Compare-and-swap rounds before giving up; each round is a read and a write.
 const ROUNDS: u32 = 8;
 
-/// Who takes the lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    /// Unique per deployer process, e.g. `ci-job-1234`; it is `holderIdentity`.
-    pub id: String,
-    /// Why, shown to whoever finds the lock held.
-    pub reason: String,
-    /// The pipeline that holds it.
-    pub pipeline_url: Option<String>,
-}
-
 /// Who holds the lock, as the Lease says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockInfo {
-    /// `holderIdentity`.
-    pub holder: String,
-    /// Annotation [`ANNOTATION_REASON`].
-    pub reason: Option<String>,
-    /// Annotation [`ANNOTATION_PIPELINE_URL`].
-    pub pipeline_url: Option<String>,
-    /// Annotation [`ANNOTATION_SINCE`], else `acquireTime` (RFC 3339).
-    pub since: Option<String>,
+    /// `holderIdentity`, and the annotations [`ANNOTATION_REASON`], [`ANNOTATION_PIPELINE_URL`]
+    /// and [`ANNOTATION_SINCE`] (else `acquireTime`, RFC 3339).
+    pub holder: Holder,
     /// `renewTime` (RFC 3339).
     pub renewed: Option<String>,
     /// Time left before it expires; `None` when expired or without a duration.
@@ -104,10 +89,12 @@ pub fn lock_info(lease: &Lease, now: Timestamp) -> Option<LockInfo> {
         (Some(_), None) => false,
     };
     Some(LockInfo {
-        holder,
-        reason: annotation(ANNOTATION_REASON),
-        pipeline_url: annotation(ANNOTATION_PIPELINE_URL),
-        since: annotation(ANNOTATION_SINCE).or_else(|| spec.acquire_time.as_ref().map(rfc3339)),
+        holder: Holder {
+            who: holder,
+            reason: annotation(ANNOTATION_REASON),
+            pipeline_url: annotation(ANNOTATION_PIPELINE_URL),
+            since: annotation(ANNOTATION_SINCE).or_else(|| spec.acquire_time.as_ref().map(rfc3339)),
+        },
         renewed: spec.renew_time.as_ref().map(rfc3339),
         expires_in: left
             .filter(|_| !expired)
@@ -130,21 +117,24 @@ fn ttl_seconds(ttl: Duration) -> i32 {
 fn taken(mut lease: Lease, holder: &Holder, ttl: Duration, now: Timestamp) -> Lease {
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     let previous = spec.holder_identity.clone().filter(|h| !h.is_empty());
-    let ours = previous.as_deref() == Some(holder.id.as_str());
+    let ours = previous.as_deref() == Some(holder.who.as_str());
     if !ours {
         spec.acquire_time = Some(MicroTime(now));
         if previous.is_some() {
             spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
     }
-    spec.holder_identity = Some(holder.id.clone());
+    spec.holder_identity = Some(holder.who.clone());
     spec.lease_duration_seconds = Some(ttl_seconds(ttl));
     spec.renew_time = Some(MicroTime(now));
     let annotations = lease
         .metadata
         .annotations
         .get_or_insert_with(Default::default);
-    annotations.insert(ANNOTATION_REASON.to_owned(), holder.reason.clone());
+    annotations.insert(
+        ANNOTATION_REASON.to_owned(),
+        holder.reason.clone().unwrap_or_default(),
+    );
     match &holder.pipeline_url {
         Some(url) => annotations.insert(ANNOTATION_PIPELINE_URL.to_owned(), url.clone()),
         None => annotations.remove(ANNOTATION_PIPELINE_URL),
@@ -225,7 +215,7 @@ impl KubeCluster {
                 }
             };
             if let Some(info) = lock_info(&current, now)
-                && info.holder != holder.id
+                && info.holder.who != holder.who
                 && !info.expired
             {
                 return Ok(LockAttempt::Held(info));
@@ -256,12 +246,12 @@ impl KubeCluster {
         for _ in 0..ROUNDS {
             let current = read(&api, &self.server, object).await?;
             let by = current.as_ref().and_then(holder_of);
-            let Some(current) = current.filter(|_| by.as_deref() == Some(holder.id.as_str()))
+            let Some(current) = current.filter(|_| by.as_deref() == Some(holder.who.as_str()))
             else {
                 return Err(ClusterError::LockLost {
                     lease: lease.to_owned(),
                     namespace: ns.to_owned(),
-                    holder: holder.id.clone(),
+                    holder: holder.who.clone(),
                     by,
                 });
             };
@@ -286,7 +276,7 @@ impl KubeCluster {
             let Some(current) = read(&api, &self.server, object).await? else {
                 return Ok(false);
             };
-            if holder_of(&current).as_deref() != Some(holder.id.as_str()) {
+            if holder_of(&current).as_deref() != Some(holder.who.as_str()) {
                 return Ok(false);
             }
             if replace(&api, object, released(current)).await? {
@@ -366,9 +356,9 @@ mod tests {
             at("2025-01-01T10:00:45Z"),
         )
         .expect("held");
-        assert_eq!(info.holder, "ci-1");
-        assert_eq!(info.reason.as_deref(), Some("deploy v3"));
-        assert_eq!(info.since.as_deref(), Some("2025-01-01T10:00:00Z"));
+        assert_eq!(info.holder.who, "ci-1");
+        assert_eq!(info.holder.reason.as_deref(), Some("deploy v3"));
+        assert_eq!(info.holder.since.as_deref(), Some("2025-01-01T10:00:00Z"));
         assert_eq!(info.renewed.as_deref(), Some("2025-01-01T10:00:00Z"));
         assert!(!info.expired);
         assert_eq!(info.expires_in, Some(Duration::from_secs(15)));
@@ -406,9 +396,10 @@ mod tests {
     #[test]
     fn taking_over_counts_a_transition_and_renewing_keeps_the_acquisition_time() {
         let holder = Holder {
-            id: "ci-2".into(),
-            reason: "deploy v4".into(),
+            who: "ci-2".into(),
+            reason: Some("deploy v4".into()),
             pipeline_url: None,
+            since: None,
         };
         let old = lease(
             &json!({ "holderIdentity": "ci-1", "leaseDurationSeconds": 60, "leaseTransitions": 2,

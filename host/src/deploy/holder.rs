@@ -1,13 +1,14 @@
 //! Who this run is: its lock holder identity (`WHO#RUN`) and the default holder of a deploy.
 
-use crate::cluster::Holder as KubeHolder;
+use crate::holder::Holder;
 
 /// The default lock holder of a deploy run.
-pub fn holder(reason: String) -> KubeHolder {
-    KubeHolder {
-        id: default_holder(),
-        reason,
+pub fn holder(reason: String) -> Holder {
+    Holder {
+        who: default_holder(),
+        reason: Some(reason),
         pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
+        since: None,
     }
 }
 

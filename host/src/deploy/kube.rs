@@ -7,9 +7,7 @@ use std::sync::Mutex;
 use futures::future::join_all;
 use tokio::sync::OnceCell;
 
-use crate::cluster::{
-    Holder as KubeHolder, JobOutcome, KubeCluster, LockAttempt as KubeLock, RolloutOutcome,
-};
+use crate::cluster::{JobOutcome, KubeCluster, LockAttempt as KubeLock, RolloutOutcome};
 use crate::config::{self, Config, Stage};
 use crate::lifecycle::ports::{
     ApplyPreview, Completion, HistoryRecord, Holder, ImageChange, JobPreview, Ledger, LockAttempt,
@@ -30,7 +28,7 @@ type ConnectionKey = (Option<std::path::PathBuf>, Option<String>);
 /// Serves the `Cluster` port with one [`KubeCluster`] per kubeconfig context.
 pub struct KubePorts<'a> {
     pub(super) config: &'a Config,
-    pub(super) holder: KubeHolder,
+    pub(super) holder: Holder,
     /// Where rollout progress goes.
     pub(super) reporter: &'a (dyn Reporter + Sync),
     pub(super) connections: Mutex<HashMap<ConnectionKey, std::sync::Arc<OnceCell<KubeCluster>>>>,
@@ -64,7 +62,7 @@ pub(super) fn port<E: std::error::Error>(e: E) -> PortError {
 
 impl<'a> KubePorts<'a> {
     /// Ports for `config`, taking locks as `holder`.
-    pub fn new(config: &'a Config, holder: KubeHolder) -> Self {
+    pub fn new(config: &'a Config, holder: Holder) -> Self {
         KubePorts {
             config,
             holder,
@@ -289,7 +287,7 @@ impl<'a> KubePorts<'a> {
     ) -> BTreeMap<String, String> {
         let mut annotations = BTreeMap::from([
             (ANNOTATION_VERSION.to_owned(), version.to_string()),
-            (ANNOTATION_BY.to_owned(), self.holder.id.clone()),
+            (ANNOTATION_BY.to_owned(), self.holder.who.clone()),
             (ANNOTATION_AT.to_owned(), crate::context::now_rfc3339()),
             (
                 ANNOTATION_PREVIOUS.to_owned(),
@@ -510,12 +508,7 @@ impl Locks for KubePorts<'_> {
             .map_err(|e| lock_error(&e, cluster.context(), &ns))?
         {
             KubeLock::Acquired => Ok(LockAttempt::Acquired),
-            KubeLock::Held(info) => Ok(LockAttempt::Held(Holder {
-                who: info.holder,
-                reason: info.reason,
-                pipeline_url: info.pipeline_url,
-                since: info.since,
-            })),
+            KubeLock::Held(info) => Ok(LockAttempt::Held(info.holder)),
         }
     }
 
@@ -622,7 +615,7 @@ impl Ledger for KubePorts<'_> {
         let cluster = self.clusters(stage).await?.remove(0);
         let mut entry = serde_json::to_value(&record).map_err(port)?;
         entry["at"] = serde_json::Value::String(crate::context::now_rfc3339());
-        let (by, run) = crate::holder::holder_parts(&self.holder.id);
+        let (by, run) = crate::holder::holder_parts(&self.holder.who);
         entry["by"] = serde_json::Value::String(by.to_owned());
         if let Some(run) = run {
             entry["run"] = serde_json::Value::String(run.to_owned());

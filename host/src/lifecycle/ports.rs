@@ -85,34 +85,8 @@ impl StageLive {
     }
 }
 
-/// Who holds a lock, as people need to read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    /// Holder identity.
-    pub who: String,
-    /// Why they hold it.
-    pub reason: Option<String>,
-    /// Their pipeline.
-    pub pipeline_url: Option<String>,
-    /// Since when (RFC 3339).
-    pub since: Option<String>,
-}
-
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::holder::holder_text(&self.who))?;
-        if let Some(since) = &self.since {
-            write!(f, " since {since}")?;
-        }
-        if let Some(reason) = &self.reason {
-            write!(f, " ({reason})")?;
-        }
-        if let Some(url) = &self.pipeline_url {
-            write!(f, " {url}")?;
-        }
-        Ok(())
-    }
-}
+/// Who holds a lock (one type for the whole crate).
+pub use crate::holder::Holder;
 
 /// The result of one attempt to take an environment's lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
