@@ -5,7 +5,7 @@
 //! This file translates the configuration into a plan; the ports have a file each: `kube`
 //! (`KubePorts`, the `Cluster` port) with `containers` (which containers tagship changes, and
 //! drift) and `migration_jobs` (the Jobs it builds), `plugin_ports` (`Checks` and `Notify`), and
-//! `holder` (who this run is, for the lock and the history).
+//! `identity` (who this run is, for the lock and the history).
 //!
 //! Architecture invariant: decisions stay in `lifecycle`; this module only translates (config →
 //! plan, version ↔ image, port calls → adapter calls) and never decides what a deploy does.
@@ -110,11 +110,11 @@ pub fn plan(config: &Config, target: Version, options: &RunOptions) -> Plan {
 }
 
 mod containers;
-mod holder;
+mod identity;
 mod kube;
 mod migration_jobs;
 mod plugin_ports;
 
-pub use holder::{default_holder, holder, holder_who};
+pub use identity::{default_holder, holder, holder_who};
 pub use kube::KubePorts;
 pub use plugin_ports::PluginPorts;
