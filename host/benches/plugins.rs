@@ -442,7 +442,7 @@ impl Bake {
     /// Ports with every plugin of the bake loaded (from the cache in `cache`).
     fn ports(&self, cache: &Path) -> PluginPorts<'_> {
         let host = PluginHost::with_cache_dir(Some(cache.to_owned()));
-        let ports = PluginPorts::new(&self.config, host, "bench".into());
+        let ports = PluginPorts::new(&self.config, host);
         ports.preload().expect("the 6 plugins load");
         ports
     }

@@ -84,6 +84,7 @@ pub fn plan(config: &Config, target: Version, options: &RunOptions) -> Plan {
                         OnUnknown::Wait => UnknownPolicy::Wait,
                     },
                 }),
+                notify: s.notify.clone(),
             }
         })
         .collect();
@@ -102,6 +103,11 @@ pub fn plan(config: &Config, target: Version, options: &RunOptions) -> Plan {
         post_migrations: config.migrations.post.is_some(),
         lock_wait: config.lock.wait,
         lock_ttl: config.lock.ttl,
+        notifier_events: config
+            .plugins
+            .iter()
+            .filter_map(|(name, p)| Some((name.clone(), p.events.clone()?)))
+            .collect(),
         deploy_id: options.deploy_id.clone(),
         pipeline_url: options.pipeline_url.clone(),
         app_version: options.app_version.clone(),

@@ -11,6 +11,7 @@ pub mod bake;
 pub mod decide;
 pub mod driver;
 pub mod lock;
+pub mod notify;
 pub mod plan;
 pub mod ports;
 pub mod preview;

@@ -92,7 +92,7 @@ pub async fn run(args: CheckCompatArgs) -> Result<Outcome, CommandError> {
         &options,
     );
     let host = PluginHost::new();
-    let plugins = PluginPorts::new(&config, host, options.deploy_id.clone());
+    let plugins = PluginPorts::new(&config, host);
     plugins
         .preload()
         .map_err(|e| CommandError::new(e.outcome(), e))?;

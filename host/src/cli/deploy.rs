@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::common::ConfigFile;
 use super::signal::{CLEANUP_WITHIN, shutdown_signal};
+use crate::lifecycle::notify::Routed;
 
 use super::{CommandError, common};
 use crate::context::EventKind;
@@ -118,7 +119,7 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     };
     let plan = plan(&config, target.clone(), &options);
     let host = PluginHost::new();
-    let plugins = PluginPorts::new(&config, host, deploy_id);
+    let plugins = PluginPorts::new(&config, host);
     plugins
         .preload()
         .map_err(|e| CommandError::new(e.outcome(), e))?;
@@ -147,8 +148,9 @@ pub async fn run(args: DeployArgs) -> Result<Outcome, CommandError> {
     }
     let (ending, outcome) = {
         let cluster = KubePorts::new(&config, lock_holder).with_reporter(&journal);
+        let routed = Routed::new(&plan, &plugins);
         let notify = RecordingNotify {
-            inner: &plugins,
+            inner: &routed,
             journal: &journal,
         };
         let run = Box::pin(deploy(&plan, &cluster, &plugins, &notify, &journal));

@@ -264,7 +264,7 @@ fn health_plugins(config: &Config, skip: bool) -> Result<Option<PluginPorts<'_>>
         return Ok(None);
     }
     let host = crate::plugins::PluginHost::new();
-    let plugins = PluginPorts::new(config, host, "status".into());
+    let plugins = PluginPorts::new(config, host);
     plugins
         .preload()
         .map_err(|e| CommandError::new(e.outcome(), e))?;

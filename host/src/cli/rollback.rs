@@ -7,6 +7,7 @@ use super::common::ConfigFile;
 use super::{CommandError, common};
 use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
+use crate::lifecycle::notify::Routed;
 use crate::lifecycle::ports::Locks as _;
 use crate::lifecycle::{CommandLine, DeployOutcome, RollbackRequest, rollback};
 use crate::plugins::PluginHost;
@@ -75,8 +76,8 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
     };
     let plan = plan(&config, placeholder, &options);
     let host = PluginHost::new();
-    let notify = PluginPorts::new(&config, host, deploy_id);
-    notify
+    let plugins = PluginPorts::new(&config, host);
+    plugins
         .preload()
         .map_err(|e| CommandError::new(e.outcome(), e))?;
     let display = crate::progress::display();
@@ -93,6 +94,7 @@ pub async fn run(args: RollbackArgs) -> Result<Outcome, CommandError> {
         to,
         force: args.force,
     };
+    let notify = Routed::new(&plan, &plugins);
     let run = Box::pin(rollback(&plan, &request, &cluster, &notify, &display));
     let outcome = tokio::select! {
         outcome = run => outcome,

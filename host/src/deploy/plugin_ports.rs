@@ -1,15 +1,16 @@
-//! `PluginPorts`: the `Checks` and `Notify` ports served by plugins, loaded once per (plugin,
-//! stage).
+//! `PluginPorts`: the `Checks` port and the delivery of notifications ([`Deliver`]; which
+//! notifiers hear what is the lifecycle's `notify`), by plugins loaded once per (plugin, stage).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures::future::join_all;
 
 use crate::config::{self, Config};
-use crate::context::{DeployContext, Event, EventKind};
+use crate::context::{DeployContext, Event};
 use crate::lifecycle::StagePlan;
-use crate::lifecycle::ports::{CheckOutcome, CheckResult, Checks, Notify};
+use crate::lifecycle::notify::Deliver;
+use crate::lifecycle::ports::{CheckOutcome, CheckResult, Checks};
 use crate::plugins::{
     Grants, Limits, Plugin, PluginError, PluginHost, PluginKind, PluginSpec, Source,
 };
@@ -20,20 +21,15 @@ pub struct PluginPorts<'a> {
     config: &'a Config,
     host: PluginHost,
     loaded: Mutex<HashMap<(String, String), std::sync::Arc<Plugin>>>,
-    /// (deploy, stage, event) already sent: each event reaches each notifier once.
-    sent: tokio::sync::Mutex<BTreeSet<(String, String, String)>>,
-    deploy_id: String,
 }
 
 impl<'a> PluginPorts<'a> {
     /// Ports loading plugins of `config` into `host`.
-    pub fn new(config: &'a Config, host: PluginHost, deploy_id: String) -> Self {
+    pub fn new(config: &'a Config, host: PluginHost) -> Self {
         PluginPorts {
             config,
             host,
             loaded: Mutex::new(HashMap::new()),
-            sent: tokio::sync::Mutex::new(BTreeSet::new()),
-            deploy_id,
         }
     }
 
@@ -192,77 +188,25 @@ impl Checks for PluginPorts<'_> {
     }
 }
 
-impl Notify for PluginPorts<'_> {
-    async fn send(
-        &self,
-        stage: Option<&StagePlan>,
-        kind: EventKind,
-        ctx: &DeployContext,
-        message: &str,
-    ) {
-        let stage_name = stage.map(|s| s.name.clone()).unwrap_or_default();
-        let kind_name = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        if !self
-            .sent
-            .lock()
-            .await
-            .insert((self.deploy_id.clone(), stage_name.clone(), kind_name))
-        {
-            return;
-        }
-        // A deploy-level event goes to every notifier any stage names; a stage event to its own.
-        let names: BTreeSet<&String> = match stage {
-            Some(s) => self
+impl Deliver for PluginPorts<'_> {
+    async fn deliver(&self, notifier: &str, stage: Option<&StagePlan>, event: &Event) {
+        // A deploy-level event loads the notifier as the first stage configures it.
+        let context_stage = match stage {
+            Some(stage) => stage.name.clone(),
+            None => self
                 .config
-                .stage(&s.name)
-                .map(|s| s.notify.iter().collect())
-                .unwrap_or_default(),
-            None => self.config.stages.iter().flat_map(|s| &s.notify).collect(),
-        };
-        // Each notifier hears the kinds its `events` names (default: all).
-        let names: BTreeSet<&String> = names
-            .into_iter()
-            .filter(|name| {
-                self.config
-                    .plugin(name)
-                    .and_then(|p| p.events.as_ref())
-                    .is_none_or(|events| events.contains(&kind))
-            })
-            .collect();
-        let event = Event {
-            kind,
-            deploy_id: self.deploy_id.clone(),
-            timestamp: crate::context::now_rfc3339(),
-            context: ctx.clone(),
-            message: message.to_owned(),
-        };
-        let context_stage = if stage_name.is_empty() {
-            self.config
                 .stages
                 .first()
                 .map(|s| s.name.clone())
-                .unwrap_or_default()
-        } else {
-            stage_name
+                .unwrap_or_default(),
         };
-        let sends = names.into_iter().map(|name| {
-            let event = &event;
-            let context_stage = &context_stage;
-            async move {
-                match self.plugin(name, context_stage) {
-                    Ok(plugin) => {
-                        if let Err(e) = plugin.notify(event).await {
-                            tracing::warn!("notifier `{name}` failed (the deploy goes on): {e}");
-                        }
-                    }
-                    Err(e) => tracing::warn!("notifier `{name}` could not be loaded: {e}"),
+        match self.plugin(notifier, &context_stage) {
+            Ok(plugin) => {
+                if let Err(e) = plugin.notify(event).await {
+                    tracing::warn!("notifier `{notifier}` failed (the deploy goes on): {e}");
                 }
             }
-        });
-        // Notifiers are independent: one slow or failing notifier does not hold up another.
-        join_all(sends).await;
+            Err(e) => tracing::warn!("notifier `{notifier}` could not be loaded: {e}"),
+        }
     }
 }

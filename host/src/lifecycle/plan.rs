@@ -2,10 +2,11 @@
 //! command line. Plain data.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use crate::context::EventKind;
 use crate::version::Version;
 
 /// Whether a stage may be entered without a person's approval.
@@ -80,6 +81,8 @@ pub struct StagePlan {
     pub pre_checks: Vec<String>,
     /// The bake, if any.
     pub bake: Option<BakePlan>,
+    /// The notifiers that hear this stage's events.
+    pub notify: Vec<String>,
 }
 
 /// A whole deploy run.
@@ -105,6 +108,9 @@ pub struct Plan {
     pub lock_wait: Duration,
     /// The lock's time to live; it is renewed every third of it while the run works.
     pub lock_ttl: Duration,
+    /// The event kinds each notifier that filters them hears (its `events`); a notifier not
+    /// here hears every kind.
+    pub notifier_events: BTreeMap<String, BTreeSet<EventKind>>,
     /// Identifies this run in events and history.
     pub deploy_id: String,
     /// The CI pipeline running it.

@@ -26,6 +26,7 @@ pub(crate) fn stage(name: &str, environment: &str, manual: bool) -> StagePlan {
         post_migrations_after: false,
         pre_checks: vec![],
         bake: None,
+        notify: vec![],
     }
 }
 
@@ -53,6 +54,7 @@ pub(crate) fn plan(target: &str, stages: Vec<StagePlan>) -> Plan {
         post_migrations: false,
         lock_wait: Duration::from_mins(1),
         lock_ttl: Duration::from_mins(2),
+        notifier_events: std::collections::BTreeMap::new(),
         deploy_id: "test-run".into(),
         pipeline_url: Some("https://ci.example/pipelines/1".into()),
         app_version: None,
