@@ -10,6 +10,7 @@ mod plugin;
 mod rollback;
 mod signal;
 mod trigger;
+mod view;
 
 use std::fmt::Write as _;
 

@@ -367,7 +367,7 @@ async fn dry_run_migration(
         Ok(Some(job)) => {
             let text = format!(
                 "would run {when} (the server accepts it): {}",
-                super::inspect::job_text(&job, "")
+                super::view::job_text(&job, "")
             );
             for part in text.lines() {
                 line(part);
