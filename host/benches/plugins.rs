@@ -1,6 +1,6 @@
 //! Plugin platform costs: compile, cached load, one call in a fresh sandbox, `tagship plugin
 //! run` as a whole process (wall time and peak RSS), and a bake: rounds of 6 health checks, each
-//! a different configured plugin, through `tagship::deploy::PluginPorts` as the lifecycle runs
+//! a different configured plugin, through `tagship::wiring::PluginPorts` as the lifecycle runs
 //! them, against a loopback HTTP server.
 //!
 //! Run: `cargo bench -p tagship --bench plugins`. The whole-process figures are printed after
@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, Throughput};
 use tagship::config::Config;
 use tagship::context::DeployContext;
-use tagship::deploy::{PluginPorts, RunOptions};
 use tagship::lifecycle::StagePlan;
 use tagship::lifecycle::ports::{CheckOutcome, CheckResult, Checks as _, StageLive};
 use tagship::plugins::{Compiler, Grants, Limits, PluginHost, PluginSpec, Source};
+use tagship::wiring::{PluginPorts, RunOptions};
 
 fn guest(name: &str) -> PathBuf {
     PathBuf::from(env!("TAGSHIP_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
@@ -422,7 +422,7 @@ struct Bake {
 impl Bake {
     fn load(path: &Path) -> Bake {
         let config = tagship::config::load(path).unwrap_or_else(|e| panic!("{e}"));
-        let plan = tagship::deploy::plan(
+        let plan = tagship::wiring::plan(
             &config,
             "v3.1.0".parse().expect("version"),
             &RunOptions::default(),

@@ -92,7 +92,7 @@ fn the_lifecycle_names_no_adapter() {
             "hyper",
             "crate::cluster",
             "crate::plugins",
-            "crate::deploy",
+            "crate::wiring",
             "crate::registry",
             "crate::gitlab",
             "crate::cli",
@@ -111,7 +111,7 @@ fn plugins_know_nothing_of_deploys() {
         "plugins",
         &[
             "crate::lifecycle",
-            "crate::deploy",
+            "crate::wiring",
             "crate::cluster",
             "crate::cli",
             "crate::journal",

@@ -15,13 +15,13 @@ use super::common::ConfigFile;
 use serde_json::json;
 
 use super::{CommandError, OutputFormat, common};
-use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::lifecycle::ports::{CheckOutcome, Checks as _, StageLive, Workloads as _};
 use crate::lifecycle::{StagePlan, context_for};
 use crate::plugins::{PluginHost, PluginKind};
 use crate::terminal;
 use crate::version::{TagTemplate, image_tag};
+use crate::wiring::{KubePorts, PluginPorts, RunOptions, holder, plan};
 
 /// `check-compat` arguments.
 #[derive(Debug, Args)]

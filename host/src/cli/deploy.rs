@@ -11,7 +11,6 @@ use crate::lifecycle::notify::Routed;
 
 use super::{CommandError, common};
 use crate::context::EventKind;
-use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::journal::{Ending, Finished, Journal, RecordingNotify, RunReport, write_atomically};
 use crate::lifecycle::ports::{
@@ -24,6 +23,7 @@ use crate::plugins::PluginHost;
 use crate::progress;
 use crate::terminal;
 use crate::version::Version;
+use crate::wiring::{KubePorts, PluginPorts, RunOptions, holder, plan};
 
 /// `deploy` arguments.
 #[derive(Debug, Args)]

@@ -11,7 +11,6 @@ use serde_json::json;
 use super::view::{self, LockView, MigrationView, StageView};
 use super::{CommandError, OutputFormat, common};
 use crate::config::Config;
-use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::lifecycle::ports::{CheckResult, Migration, Migrations as _, StageLive};
 use crate::lifecycle::{
@@ -19,6 +18,7 @@ use crate::lifecycle::{
 };
 use crate::terminal;
 use crate::version::Version;
+use crate::wiring::{KubePorts, PluginPorts, RunOptions, holder, plan};
 
 /// Where the configuration is, and how to print.
 #[derive(Debug, Args)]

@@ -16,12 +16,12 @@ use super::common::ConfigFile;
 use super::{CommandError, OutputFormat, common};
 use crate::cluster::LockInfo;
 use crate::config::{Config, parse_duration};
-use crate::deploy::KubePorts;
 use crate::exit::Outcome;
 use crate::holder::Holder;
 use crate::holder::{holder_parts, holder_text};
 use crate::lifecycle::{EnvironmentLock, LockFailure};
 use crate::terminal;
+use crate::wiring::KubePorts;
 
 /// Take, give back, look at, or run a command under an environment's deploy lock.
 #[derive(Debug, Subcommand)]
@@ -182,11 +182,11 @@ fn holder(args: &TargetArgs, reason: &str, with_run: bool) -> Holder {
         (Some(name), false) => name.clone(),
         (Some(name), true) => format!(
             "{name}#{}",
-            holder_parts(&crate::deploy::default_holder())
+            holder_parts(&crate::wiring::default_holder())
                 .1
                 .unwrap_or("run")
         ),
-        (None, _) => crate::deploy::default_holder(),
+        (None, _) => crate::wiring::default_holder(),
     };
     Holder {
         who: id,

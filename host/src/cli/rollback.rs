@@ -5,13 +5,13 @@ use clap::Args;
 use super::common::ConfigFile;
 
 use super::{CommandError, common};
-use crate::deploy::{KubePorts, PluginPorts, RunOptions, holder, plan};
 use crate::exit::Outcome;
 use crate::lifecycle::notify::Routed;
 use crate::lifecycle::ports::Locks as _;
 use crate::lifecycle::{CommandLine, DeployOutcome, RollbackRequest, rollback};
 use crate::plugins::PluginHost;
 use crate::terminal;
+use crate::wiring::{KubePorts, PluginPorts, RunOptions, holder, plan};
 
 /// `rollback` arguments.
 #[derive(Debug, Args)]

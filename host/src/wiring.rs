@@ -1,10 +1,10 @@
 //! Wires a deploy: the configuration becomes a [`Plan`], and the lifecycle's ports are served by
 //! the real adapters: [`crate::cluster::KubeCluster`] for `Cluster`, [`crate::plugins::PluginHost`]
-//! for `Checks` and `Notify`.
+//! for `Checks` and the delivery of notifications (`Deliver`).
 //!
 //! This file translates the configuration into a plan; the ports have a file each: `kube`
 //! (`KubePorts`, the `Cluster` port) with `containers` (which containers tagship changes, and
-//! drift) and `migration_jobs` (the Jobs it builds), `plugin_ports` (`Checks` and `Notify`), and
+//! drift) and `migration_jobs` (the Jobs it builds), `plugin_ports` (`Checks`, `Deliver`), and
 //! `identity` (who this run is, for the lock and the history).
 //!
 //! Architecture invariant: decisions stay in `lifecycle`; this module only translates (config →
