@@ -30,15 +30,9 @@ impl<C: Cluster, K, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
                 let why = format!(
                     "{reason}; rollback not attempted: cannot read the migration watermark: {e}"
                 );
-                self.notify
-                    .send(Some(stage), EventKind::RollbackFailed, ctx, &why)
+                return self
+                    .gave_up(stage, ctx, EventKind::RollbackFailed, to, why)
                     .await;
-                self.record(stage, "failed", &self.plan.target, to, Some(&why))
-                    .await;
-                return DeployOutcome::RollbackFailed {
-                    stage: stage.name.clone(),
-                    reason: why,
-                };
             }
         };
         if let RollbackDecision::Refused(why) =
@@ -46,15 +40,9 @@ impl<C: Cluster, K, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
         {
             let why = format!("{reason}; rollback refused: {why}");
             self.reporter.step(Some(&stage.name), &why);
-            self.notify
-                .send(Some(stage), EventKind::RollbackRefused, ctx, &why)
+            return self
+                .gave_up(stage, ctx, EventKind::RollbackRefused, to, why)
                 .await;
-            self.record(stage, "failed", &self.plan.target, to, Some(&why))
-                .await;
-            return DeployOutcome::RollbackFailed {
-                stage: stage.name.clone(),
-                reason: why,
-            };
         }
         let Some(to) = to else {
             unreachable!("rollback_decision refuses a missing version")
@@ -164,10 +152,22 @@ impl<C: Cluster, K, N: Notify, R: Reporter> Run<'_, C, K, N, R> {
     ) -> DeployOutcome {
         let why = format!("{reason}; the rollback to {to} failed too: {why}");
         self.reporter.step(Some(&stage.name), &why);
-        self.notify
-            .send(Some(stage), EventKind::RollbackFailed, ctx, &why)
-            .await;
-        self.record(stage, "failed", &self.plan.target, Some(to), Some(&why))
+        self.gave_up(stage, ctx, EventKind::RollbackFailed, Some(to), why)
+            .await
+    }
+
+    /// The stage failed and stays on the target, its rollback to `to` not attempted, refused
+    /// or failed (`why`): told as `kind`, recorded, and the run's outcome.
+    async fn gave_up(
+        &self,
+        stage: &StagePlan,
+        ctx: &DeployContext,
+        kind: EventKind,
+        to: Option<&Version>,
+        why: String,
+    ) -> DeployOutcome {
+        self.notify.send(Some(stage), kind, ctx, &why).await;
+        self.record(stage, "failed", &self.plan.target, to, Some(&why))
             .await;
         DeployOutcome::RollbackFailed {
             stage: stage.name.clone(),
